@@ -1,0 +1,47 @@
+"""fcnprobe: measure what fully convolutional networks cannot do, and what the fixes cost.
+
+The public API is imported lazily, so ``import fcnprobe`` (and the report, which
+must not import torch) stays cheap::
+
+    >>> import fcnprobe
+    >>> fcnprobe.list_models("fcn*")
+    ['fcn', 'fcn_encdec', 'fcn_gap']
+    >>> model = fcnprobe.create_model("dilated", head="dense:5", image_size=32)
+    >>> df = fcnprobe.load_run("runs/latest")
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": "fcnprobe.models",
+    "list_models": "fcnprobe.models",
+    "theoretical_receptive_field": "fcnprobe.models",
+    "MODELS": "fcnprobe.models",
+    "list_tasks": "fcnprobe.tasks",
+    "create_task": "fcnprobe.tasks",
+    "TASKS": "fcnprobe.tasks",
+    "PROBES": "fcnprobe.probes",
+    "Record": "fcnprobe.results",
+    "RunStore": "fcnprobe.results",
+    "load_run": "fcnprobe.results",
+    "RunConfig": "fcnprobe.config",
+    "run_sweep": "fcnprobe.sweep",
+    "effective_receptive_field": "fcnprobe.probes.erf",
+    "count_flops": "fcnprobe.probes.cost",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fcnprobe' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

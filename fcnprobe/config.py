@@ -1,0 +1,61 @@
+"""The run configuration: one frozen dataclass, filled from CLI flags and stored in
+the run's manifest so a result always says how it was made.
+
+Presets name the size of a run; each probe maps the preset name to its own
+typed settings (steps, sizes, ...), which are stored in the manifest too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from fcnprobe.errors import UsageError
+
+PRESETS = ("smoke", "quick", "full")  # smoke: tests, < 1 min; quick: the default; full: GPU / cluster
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides which cells run and how."""
+
+    out: str = "runs/latest"  # run directory; resumed if it exists
+    device: str = "auto"  # auto | cpu | cuda; auto picks cuda when available
+    preset: str = "quick"  # one of PRESETS
+    seeds: tuple[int, ...] = (0,)  # replicate indices; the torch seed derives from the cell key
+    workers: int = 0  # 0 = auto (one per core, capped at 4); 1 = run in this process
+    threads: int = 0  # torch threads per worker; 0 = cores // workers
+    models: tuple[str, ...] = ()  # glob filters over registered models; empty = the probe's own list
+    tasks: tuple[str, ...] = ()  # glob filters over registered tasks
+    overwrite: bool = False  # re-run every cell
+    rerun_failed: bool = False  # re-run cells whose record has status 'error'
+    dry_run: bool = False  # list the cells, run nothing
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UsageError(f"unknown preset '{self.preset}'; available: {', '.join(PRESETS)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UsageError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.workers < 0 or self.threads < 0:
+            raise UsageError("--workers and --threads must be >= 0")
+
+    def resolved_workers(self) -> int:
+        cores = os.cpu_count() or 1
+        return self.workers or max(1, min(cores, 4))
+
+    def resolved_threads(self) -> int:
+        cores = os.cpu_count() or 1
+        return self.threads or max(1, cores // self.resolved_workers())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA is a UsageError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} was asked for, but torch {torch.__version__} sees no CUDA device")
+    return device

@@ -1,0 +1,131 @@
+"""The model registry, the ``ProbeNet`` wrapper every family returns, and
+``create_model`` / ``list_models``.
+
+A ``ProbeNet`` is ``head(trunk(x), input_size)``:
+
+* the *trunk* maps ``(B, Cin, H, W)`` to a feature map ``(B, F, h, w)`` and knows
+  its own theoretical receptive field (``None`` when a unit sees the whole input);
+* the *head* turns that map into the requested output (see ``heads.py``).
+
+Example::
+
+    >>> import fcnprobe
+    >>> m = fcnprobe.create_model("fcn", head="vector:10")
+    >>> m.info.head            # the adapter is part of the name
+    'vector:10@gap'
+    >>> m.receptive_field(32)  # 1 + 2 * depth for 3x3 stride-1 convs
+    13
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from fcnprobe.errors import UsageError
+from fcnprobe.models.heads import DenseConvHead, HeadSpec, build_adapter, parse_head
+from fcnprobe.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+DEFAULT_WIDTH = 32  # channels; ~48k parameters at depth 6, trains in seconds on 2 CPU cores
+DEFAULT_DEPTH = 6  # 3x3 layers; fcn TRF = 13 px, well inside a 32 px image so far cues are out of reach
+DEFAULT_IMAGE_SIZE = 32  # the size fixed-size families (cnn_fc, attention's positions) are built for
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a built model is: registry name, resolved head, build arguments."""
+
+    name: str
+    head: str  # resolved head string, e.g. 'vector:10@gap'
+    in_channels: int
+    image_size: int
+    width: int | None
+    depth: int | None
+    native_head: bool  # False when a registered adapter bridges the trunk to the head
+
+
+class ProbeNet(nn.Module):
+    """``head(trunk(x))`` with the metadata probes need."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Module, info: ModelInfo) -> None:
+        super().__init__()
+        self.trunk, self.head, self.info = trunk, head, info
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last spatial feature map, (B, F, h, w)."""
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x), tuple(x.shape[-2:]))
+
+    def receptive_field(self, image_size: int | None = None) -> int | None:
+        """Side of the trunk's theoretical receptive field in pixels; None if global.
+
+        Computed from the layers' kernel sizes, strides and dilations. For
+        convolutions the value does not depend on ``image_size`` (it is not
+        clipped to the image); global operations make it ``None`` at any size.
+        """
+        return self.trunk.receptive_field()
+
+
+def register_model(name: str | None = None, *, native: tuple[str, ...] = ("dense",), **meta: Any) -> Callable:
+    """Decorator for a family factory ``f(spec, in_channels, image_size, width, depth, **kw)``.
+
+    ``native`` lists the head kinds the family produces without an adapter.
+    """
+    return MODELS.register(name, native=native, **meta)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a glob pattern, e.g. ``list_models("fcn*")``."""
+    return MODELS.names(pattern)
+
+
+def resolve_head(name: str, head: "str | HeadSpec") -> HeadSpec:
+    """Parse ``head`` and, where the family has no native head of that kind, name the adapter."""
+    spec = parse_head(head)
+    native = MODELS.meta(name)["native"]
+    if spec.kind not in native and spec.adapter is None:
+        if spec.kind == "dense" or not MODELS.meta(name).get("adapters", True):
+            raise UsageError(f"model '{name}' has no {spec.kind} head; its heads: {', '.join(native)}")
+        spec = spec.with_adapter("gap")
+    return spec
+
+
+def create_model(
+    name: str,
+    head: "str | HeadSpec" = "dense:4",
+    in_channels: int = 3,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    width: int | None = None,
+    depth: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model. ``width``/``depth`` default to the family's defaults.
+
+    >>> create_model("cnn_fc", head="box", image_size=32)(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 4])
+    """
+    factory = MODELS.get(name)
+    spec = resolve_head(name, head)
+    model = factory(spec=spec, in_channels=in_channels, image_size=image_size,
+                    width=width, depth=depth, **kwargs)
+    if getattr(model, "info", None) is None:
+        model.info = ModelInfo(name, str(spec), in_channels, image_size, width, depth, spec.adapter is None)
+    return model
+
+
+def make_head(trunk_channels: int, spec: HeadSpec) -> nn.Module:
+    """The default head for a spatial trunk: a 1x1 conv for dense, else the adapter."""
+    return DenseConvHead(trunk_channels, spec) if spec.kind == "dense" else build_adapter(trunk_channels, spec)
+
+
+def wrap(name: str, trunk: nn.Module, head: nn.Module, spec: HeadSpec, in_channels: int,
+         image_size: int, width: int, depth: int) -> ProbeNet:
+    """Assemble a ProbeNet with its ModelInfo."""
+    info = ModelInfo(name, str(spec), in_channels, image_size, width, depth, spec.adapter is None)
+    return ProbeNet(trunk, head, info)

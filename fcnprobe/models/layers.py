@@ -1,0 +1,87 @@
+"""Building blocks shared by the model families: conv-norm-ReLU, coordinate
+channels, the ParseNet global-context branch and the non-local block.
+
+References: ParseNet (Liu et al. 2015), Non-local Neural Networks (Wang et al.
+2018), CoordConv (Liu et al. 2018).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ConvBNReLU(nn.Sequential):
+    """k x k conv ('same' padding for stride 1) + BatchNorm + ReLU.
+
+    BatchNorm, not GroupNorm: in eval mode BN is a per-channel affine map, so the
+    block stays strictly local and the receptive-field arithmetic is exact.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> None:
+        pad = dilation * (k - 1) // 2
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+def conv_stack(cin: int, width: int, dilations: list[int]) -> nn.Sequential:
+    """A stride-1 stack of 3x3 ConvBNReLU blocks, one per dilation."""
+    layers, c = [], cin
+    for d in dilations:
+        layers.append(ConvBNReLU(c, width, 3, dilation=d))
+        c = width
+    return nn.Sequential(*layers)
+
+
+class AddCoords(nn.Module):
+    """Append x and y coordinate channels in [-1, 1] (CoordConv's AddCoords)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (h, w) each
+        coords = torch.stack([xx, yy]).expand(b, 2, h, w)
+        return torch.cat([x, coords], dim=1)  # (B, C+2, h, w)
+
+
+class GlobalContext(nn.Module):
+    """ParseNet: concatenate the globally pooled feature back at every pixel, fuse 1x1."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.fuse = ConvBNReLU(2 * ch, ch, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x.mean((-2, -1), keepdim=True).expand_as(x)  # (B, C, h, w)
+        return self.fuse(torch.cat([x, g], dim=1))
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block with a residual connection (Wang et al. 2018).
+
+    Keys and values are max-pooled by ``sub`` as in the paper's subsampling trick,
+    which keeps the attention matrix at (h*w) x (h*w/sub^2).
+    """
+
+    def __init__(self, ch: int, sub: int = 2) -> None:
+        super().__init__()
+        inner = max(ch // 2, 1)
+        self.theta = nn.Conv2d(ch, inner, 1)
+        self.phi = nn.Conv2d(ch, inner, 1)
+        self.g = nn.Conv2d(ch, inner, 1)
+        self.out = nn.Sequential(nn.Conv2d(inner, ch, 1, bias=False), nn.BatchNorm2d(ch))
+        self.sub = sub
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        kv = F.max_pool2d(x, self.sub, ceil_mode=True) if self.sub > 1 and min(h, w) > 1 else x
+        q = self.theta(x).flatten(2).transpose(1, 2)  # (B, hw, c)
+        k = self.phi(kv).flatten(2).transpose(1, 2)  # (B, hw', c)
+        v = self.g(kv).flatten(2).transpose(1, 2)  # (B, hw', c)
+        y = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        y = y.transpose(1, 2).reshape(b, -1, h, w)  # (B, c, h, w)
+        return x + self.out(y)

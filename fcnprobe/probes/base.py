@@ -1,0 +1,132 @@
+"""The probe interface: a probe declares cells and measures one cell at a time.
+
+A probe never prints or plots. ``cells`` returns frozen ``Cell``s of plain
+values; ``run_cell`` returns a ``CellOutput`` (metrics with units in their
+names, plus optional numpy arrays). The sweep turns outputs, exceptions and NaNs
+into ``Record``s. Seeds derive from the cell key, never from order or worker.
+
+Example::
+
+    @register_probe("toy", order=50)
+    class Toy(Probe):
+        def cells(self, cfg, settings):
+            return [Cell.make("toy", m, "none", n=3) for m in self.model_names(cfg, ["fcn"])]
+
+        def run_cell(self, cell, ctx):
+            return CellOutput(metrics={"answer_count": cell.p["n"]})
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fcnprobe.config import RunConfig
+from fcnprobe.registry import Registry
+from fcnprobe.results import safe_name
+
+PROBES: Registry = Registry("probe")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One unit of work: plain values only, so it pickles and hashes stably."""
+
+    probe: str
+    model: str
+    task: str
+    params: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0  # replicate index from --seeds
+
+    @classmethod
+    def make(cls, probe: str, model: str, task: str, seed: int = 0, **params: Any) -> "Cell":
+        return cls(probe, model, task, tuple(sorted(params.items())), seed)
+
+    @property
+    def p(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.probe, self.model, self.task, self.params, self.seed], default=str)
+
+    @property
+    def cell_id(self) -> str:
+        digest = hashlib.sha1(self.key.encode()).hexdigest()[:10]
+        return safe_name(f"{self.probe}__{self.model}__{self.task}__s{self.seed}__{digest}")
+
+    @property
+    def torch_seed(self) -> int:
+        """A 31-bit seed derived from the cell key alone."""
+        return int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+@dataclasses.dataclass
+class CellContext:
+    """What a cell may use besides its own values."""
+
+    device: str  # resolved: 'cpu', 'cuda', 'cuda:1'
+    preset: str
+    settings: Any  # the probe's typed settings for this preset
+    run_dir: Path  # the run directory, to read artifacts other probes kept
+    cell_dir: Path  # this cell's folder for arrays and artifacts
+
+
+@dataclasses.dataclass
+class CellOutput:
+    """What ``run_cell`` returns. Use None, not NaN, for a metric that does not apply."""
+
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Probe:
+    """Base class; subclasses are registered with ``@register_probe(name, order=...)``."""
+
+    name: str = ""
+    settings_by_preset: dict[str, Any] = {}  # preset -> a frozen dataclass of settings
+
+    def settings(self, preset: str) -> Any:
+        return self.settings_by_preset.get(preset)
+
+    def cells(self, cfg: RunConfig, settings: Any) -> list[Cell]:
+        raise NotImplementedError
+
+    def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
+        raise NotImplementedError
+
+    @staticmethod
+    def model_names(cfg: RunConfig, default: list[str]) -> list[str]:
+        """The probe's default models, or those matching ``--models`` globs."""
+        from fcnprobe.models import MODELS
+
+        return MODELS.select(list(cfg.models)) if cfg.models else list(default)
+
+    @staticmethod
+    def task_names(cfg: RunConfig, default: list[str]) -> list[str]:
+        """The probe's default tasks, filtered by ``--tasks`` globs when given."""
+        import fnmatch
+
+        if not cfg.tasks:
+            return list(default)
+        return [t for t in default if any(fnmatch.fnmatchcase(t, pat) for pat in cfg.tasks)]
+
+
+def register_probe(name: str, order: int = 100, **meta: Any) -> Callable[[type], type]:
+    """Class decorator: register an instance of the probe; ``order`` sets its place in ``all``."""
+
+    def deco(cls: type) -> type:
+        cls.name = name
+        PROBES.add(name, cls(), order=order, **meta)
+        return cls
+
+    return deco
+
+
+def probes_in_order() -> list[str]:
+    """Registered probe names sorted by their ``order`` (producers before consumers)."""
+    return sorted(PROBES.names(), key=lambda n: (PROBES.meta(n)["order"], n))

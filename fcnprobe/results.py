@@ -1,0 +1,207 @@
+"""Typed result records and the run directory that stores them.
+
+Layout of a run directory ``OUT/``::
+
+    manifest.json              resolved config, probe settings, provenance
+    cells/<cell_id>.json       one Record per cell, written atomically
+    cells/<cell_id>/<name>.npy arrays of that cell (maps); never pickled
+    cells/<cell_id>/...        other artifacts a probe keeps (e.g. weights.pt)
+    records.csv                derived table, one row per record (and .parquet
+                               when pyarrow is installed)
+
+Like mteb's results, a failure is a record too (``status="error"``), and every
+record has a ``schema_version`` from day one. This module never imports torch,
+so the report can read runs without it.
+
+Example::
+
+    >>> df = load_run("runs/latest")         # one row per record
+    >>> df[df.probe == "context"][["model", "task", "acc_frac"]]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+CELLS = "cells"
+TABLE = "records.csv"
+
+
+class CorruptRecordWarning(UserWarning):
+    """A cell file could not be read; the cell is treated as not done."""
+
+
+@dataclasses.dataclass
+class Record:
+    """The outcome of one probe cell. Metric names carry their units (``_s``, ``_frac``, ``_px``)."""
+
+    probe: str
+    model: str
+    task: str
+    params: dict[str, Any]
+    seed: int
+    cell_id: str
+    status: str = "ok"  # 'ok' | 'error'
+    error: str | None = None  # 'ExceptionType: message' when status == 'error'
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arrays: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> path relative to OUT
+    wall_time_s: float = 0.0
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {d.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {"probe", "model", "task", "params", "seed", "cell_id"} - d.keys()
+        if missing:
+            raise ValueError(f"missing fields {sorted(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "x"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def _clean(obj: Any) -> Any:
+    """Replace non-finite floats by None: JSON has no NaN, and NaN is caught upstream."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory and ``os.replace``: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default))), indent=1, sort_keys=True)
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.root = Path(out)
+
+    # -- manifest --------------------------------------------------------
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_text(self.root / MANIFEST, dumps({"schema_version": SCHEMA_VERSION, **manifest}))
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # -- cells -----------------------------------------------------------
+    def cell_dir(self, cell_id: str) -> Path:
+        """Folder for a cell's arrays and artifacts (created on demand)."""
+        d = self.root / CELLS / cell_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_record(self, record: Record, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Store arrays as .npy, then the record JSON atomically (the JSON marks the cell done)."""
+        for name, arr in (arrays or {}).items():
+            path = self.cell_dir(record.cell_id) / f"{safe_name(name)}.npy"
+            np.save(path, np.asarray(arr), allow_pickle=False)
+            record.arrays[name] = str(path.relative_to(self.root))
+        atomic_write_text(self.root / CELLS / f"{record.cell_id}.json", dumps(record.to_dict()))
+
+    def load_array(self, record: Record, name: str) -> np.ndarray:
+        return np.load(self.root / record.arrays[name], allow_pickle=False)
+
+    def read_records(self) -> list[Record]:
+        """Every readable record; a corrupt file is skipped with a CorruptRecordWarning."""
+        out = []
+        for path in sorted((self.root / CELLS).glob("*.json")):
+            try:
+                out.append(Record.from_dict(json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                warnings.warn(f"skipping corrupt cell file {path}: {exc}", CorruptRecordWarning, stacklevel=2)
+        return out
+
+    def done_ids(self, rerun_failed: bool = False) -> set[str]:
+        """Cell ids with a readable record (only the 'ok' ones when ``rerun_failed``)."""
+        return {r.cell_id for r in self.read_records() if r.ok or not rerun_failed}
+
+    def write_table(self) -> Path:
+        """Write records.csv (and records.parquet when pyarrow is importable)."""
+        df = records_to_frame(self.read_records())
+        flat = df.map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+        path = self.root / TABLE
+        atomic_write_text(path, flat.to_csv(index=False))
+        try:
+            flat.astype({c: str for c in flat.columns if flat[c].dtype == object}).to_parquet(
+                self.root / "records.parquet", index=False)
+        except ImportError:
+            pass
+        return path
+
+
+PROVENANCE_COLUMNS = ("device", "device_name", "torch", "git_sha", "timestamp")
+
+
+def records_to_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per record: ids, status, ``param_*`` columns, metrics as columns, some provenance."""
+    rows = []
+    for r in records:
+        row = {"cell_id": r.cell_id, "probe": r.probe, "model": r.model, "task": r.task,
+               "seed": r.seed, "status": r.status, "error": r.error, "wall_time_s": r.wall_time_s}
+        row.update({f"param_{k}": v for k, v in r.params.items()})
+        row.update({k: r.provenance.get(k) for k in PROVENANCE_COLUMNS})
+        row.update({f"array_{k}": v for k, v in r.arrays.items()})
+        row.update(r.metrics)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_run(out: str | os.PathLike) -> pd.DataFrame:
+    """Load a run directory as a DataFrame, one row per record, metrics as columns."""
+    root = Path(out)
+    if not (root / CELLS).is_dir() and not (root / MANIFEST).exists():
+        raise FileNotFoundError(f"{root} is not an fcnprobe run directory (no {MANIFEST} or {CELLS}/)")
+    return records_to_frame(RunStore(root).read_records())

@@ -1,0 +1,220 @@
+"""Run probe cells on an executor, turning every outcome into a stored record.
+
+* Cells run on a ``concurrent.futures`` executor: a spawn process pool by
+  default, or the calling process with ``workers=1``.
+* Each record is written the moment it arrives, so an interrupt or a lost
+  worker loses only unfinished cells; a re-run resumes (done cells are skipped).
+* An exception, out-of-memory or a non-finite metric in a cell becomes a record
+  with ``status="error"`` and the sweep goes on (timm's ``_try_run``, mteb).
+* Seeds derive from the cell key; threads are set explicitly per worker.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import math
+import multiprocessing as mp
+import random
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+from fcnprobe.config import RunConfig, resolve_device
+from fcnprobe.probes.base import PROBES, Cell, CellContext, Probe
+from fcnprobe.results import Record, RunStore
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep; finished records are on disk."""
+
+
+class WorkerLost(Exception):
+    """A worker process died; finished records are on disk and a re-run resumes."""
+
+
+@dataclasses.dataclass
+class SweepSummary:
+    cells: list[Cell]
+    skipped: int = 0
+    ok: int = 0
+    failed: int = 0
+
+    @property
+    def ran(self) -> int:
+        return self.ok + self.failed
+
+
+def init_worker(threads: int, device: str) -> None:
+    """Per-process setup: explicit threads, flush denormals on CPU, leave Ctrl-C to the driver."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if device == "cpu":
+        torch.set_flush_denormal(True)
+    if mp.current_process().name != "MainProcess":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _non_finite(metrics: dict[str, Any]) -> str | None:
+    """Name of the first metric holding NaN or inf, if any."""
+    for name, v in metrics.items():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
+            return name
+    return None
+
+
+def _error_text(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:2000]
+
+
+def execute_cell(cell: Cell, module: str, ctx: CellContext) -> tuple[dict, dict]:
+    """Run one cell (in a worker or in-process); never raises an Exception."""
+    import importlib
+
+    from fcnprobe import provenance
+
+    importlib.import_module(module)  # registers the probe in a fresh worker
+    rec = Record(cell.probe, cell.model, cell.task, cell.p, cell.seed, cell.cell_id)
+    arrays: dict = {}
+    start = time.perf_counter()
+    try:
+        _seed_everything(cell.torch_seed)
+        out = PROBES.get(cell.probe).run_cell(cell, ctx)
+        rec.metrics, arrays = dict(out.metrics), dict(out.arrays)
+        bad = _non_finite(rec.metrics)
+        if bad:
+            rec.status, rec.error = "error", f"NonFiniteMetric: '{bad}' is NaN or infinite"
+    except Exception as exc:  # failures are data
+        rec.status, rec.error = "error", _error_text(exc)
+        rec.metrics["traceback"] = traceback.format_exc(limit=6)[-4000:]
+        _release_cuda(ctx.device)
+    rec.wall_time_s = time.perf_counter() - start
+    rec.provenance = provenance.collect(ctx.device)
+    return rec.to_dict(), arrays
+
+
+def _release_cuda(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def plan(probe_names: Iterable[str], cfg: RunConfig) -> dict[str, list[Cell]]:
+    """The cells of each probe, in order, for this config (no filtering of done cells)."""
+    out = {}
+    for name in probe_names:
+        probe: Probe = PROBES.get(name)
+        out[name] = probe.cells(cfg, probe.settings(cfg.preset))
+    return out
+
+
+def _manifest(store: RunStore, cfg: RunConfig, device: str, probe_names: list[str]) -> None:
+    from fcnprobe import provenance
+
+    old = store.read_manifest()
+    settings = dict(old.get("settings", {}))
+    for name in probe_names:
+        s = PROBES.get(name).settings(cfg.preset)
+        settings[name] = dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s
+    store.write_manifest({"config": cfg.to_dict(), "device": device, "settings": settings,
+                          "probes": sorted(set(old.get("probes", [])) | set(probe_names)),
+                          "provenance": provenance.collect(device)})
+
+
+def run_sweep(probe_names: list[str], cfg: RunConfig, progress: bool = True) -> SweepSummary:
+    """Run (or resume) the cells of ``probe_names`` into ``cfg.out``; probes run in the given order."""
+    device = resolve_device(cfg.device)
+    cells_by_probe = plan(probe_names, cfg)
+    summary = SweepSummary([c for cs in cells_by_probe.values() for c in cs])
+    if cfg.dry_run:
+        return summary
+    store = RunStore(cfg.out)
+    _manifest(store, cfg, device, probe_names)
+    done = set() if cfg.overwrite else store.done_ids(cfg.rerun_failed)
+    todo = [c for c in summary.cells if c.cell_id not in done]
+    summary.skipped = len(summary.cells) - len(todo)
+    try:
+        _execute(todo, cfg, device, store, summary, progress)
+    finally:
+        store.write_table()
+    return summary
+
+
+def _context(cell: Cell, cfg: RunConfig, device: str, store: RunStore) -> CellContext:
+    probe = PROBES.get(cell.probe)
+    return CellContext(device, cfg.preset, probe.settings(cfg.preset), store.root.resolve(),
+                       store.cell_dir(cell.cell_id).resolve())
+
+
+def _store(store: RunStore, summary: SweepSummary, result: tuple[dict, dict]) -> None:
+    rec = Record.from_dict(result[0])
+    store.write_record(rec, result[1])
+    summary.ok += rec.ok
+    summary.failed += not rec.ok
+
+
+def _execute(todo: list[Cell], cfg: RunConfig, device: str, store: RunStore,
+             summary: SweepSummary, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    workers, threads = cfg.resolved_workers(), cfg.resolved_threads()
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or None)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            init_worker(threads, device)
+            for cell in todo:
+                _store(store, summary, execute_cell(cell, _module(cell), _context(cell, cfg, device, store)))
+                bar.update()
+        else:
+            _execute_pool(todo, cfg, device, store, summary, bar, workers, threads)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(f"interrupted: {summary.ran} cells finished and kept in {store.root}") from None
+    finally:
+        bar.close()
+
+
+def _module(cell: Cell) -> str:
+    return type(PROBES.get(cell.probe)).__module__
+
+
+def _execute_pool(todo, cfg, device, store, summary, bar, workers, threads) -> None:
+    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                  initializer=init_worker, initargs=(threads, device))
+    try:
+        # probes run one after another: a later probe may read an earlier one's artifacts
+        for probe in dict.fromkeys(c.probe for c in todo):
+            futs = [pool.submit(execute_cell, c, _module(c), _context(c, cfg, device, store))
+                    for c in todo if c.probe == probe]
+            for fut in cf.as_completed(futs):
+                _store(store, summary, fut.result())
+                bar.update()
+    except cf.process.BrokenProcessPool:
+        raise WorkerLost(f"a worker process died; {summary.ran} finished cells are kept in "
+                         f"{store.root}; run the same command again to resume") from None
+    finally:
+        _shutdown(pool)
+
+
+def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel queued cells and stop workers now (a running cell is abandoned, not recorded)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
