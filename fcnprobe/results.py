@@ -70,6 +70,8 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         if d.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"schema_version {d.get('schema_version')!r}, expected {SCHEMA_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}

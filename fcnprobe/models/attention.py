@@ -21,6 +21,11 @@ TOKENS_PER_SIDE = 8  # 64 tokens at the build size
 HEADS = 4  # head dim 8 at the default width of 32
 
 
+def encoder_layers(depth: int, patch: int) -> int:
+    """Encoder layers that match an fcn's parameters: 9(depth-1)W^2 = patch^2 W^2 (embed) + 8W^2 per layer."""
+    return max(1, round((9 * (depth - 1) - patch**2) / 8))
+
+
 class ViTTrunk(nn.Module):
     """Returns the token map (B, D, h, w) after the encoder and a final LayerNorm."""
 
@@ -33,7 +38,7 @@ class ViTTrunk(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, width, grid, grid) * 0.02)
         layer = nn.TransformerEncoderLayer(width, HEADS, 2 * width, dropout=0.0,
                                            batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, max(1, depth // 2), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, encoder_layers(depth, self.patch), enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out_channels = width
 
