@@ -1,0 +1,106 @@
+"""Report section for the cost probe: cost against resolution, slopes, roofline, Pareto."""
+from __future__ import annotations
+
+import pandas as pd
+
+from fcnprobe.analysis.common import loglog_slope
+from fcnprobe.report import figures as F
+from fcnprobe.report.data import RunData, table_html
+from fcnprobe.report.evidence import distance_summary
+from fcnprobe.report.sections import Section, register_section
+
+AT_SIZE = 64  # the size of the per-family table, as in the issue's closing note
+
+
+def _forward(run: RunData) -> pd.DataFrame:
+    df = run.ok("cost")
+    if df.empty or "param_size" not in df:
+        return pd.DataFrame()
+    df = df[df.model != "sgemm"]
+    if "forward_ok" in df:
+        df = df[df.forward_ok != False]  # noqa: E712
+    return df.assign(pixels=df["param_size"].astype(float) ** 2)
+
+
+def _scaling_figure(df: pd.DataFrame) -> tuple[F.Figure, pd.DataFrame]:
+    b1 = df[df["param_batch"] == df["param_batch"].min()] if "param_batch" in df else df
+    fig, axes = F.new(9, 3.4, ncols=2)
+    rows = []
+    for i, (model, g) in enumerate(b1.groupby("model", sort=True)):
+        g = g.groupby("pixels")[["macs", "latency_ms_median"]].mean().reset_index()
+        s_mac, s_t = loglog_slope(g.pixels, g.macs), loglog_slope(g.pixels, g.latency_ms_median)
+        axes[0][0].plot(g.pixels, g.macs, label=f"{model} ({_s(s_mac)})", **F.style(i))
+        axes[0][1].plot(g.pixels, g.latency_ms_median, label=f"{model} ({_s(s_t)})", **F.style(i))
+        rows.append({"model": model, "MACs slope": s_mac, "latency slope": s_t})
+    for ax, ylab in zip(axes[0], ("MACs per image", "latency, batch 1 (ms, median)")):
+        ax.set(xscale="log", yscale="log", xlabel="pixels (H×W)", ylabel=ylab)
+        ax.legend(fontsize=6)
+    fig_ = F.to_svg(fig, "Log-log plots of MACs and latency against pixel count per family",
+                    "Cost against resolution; the legend gives each family's log-log slope "
+                    "(1 = linear in pixels, 2 = quadratic).")
+    return fig_, pd.DataFrame(rows)
+
+
+def _s(v) -> str:
+    return "—" if v is None else f"slope {v:.2f}"
+
+
+def _table_at(df: pd.DataFrame) -> str | None:
+    at = df[df["param_size"] == AT_SIZE]
+    if at.empty:
+        return None
+    cols = [c for c in ("param_batch", "params_count", "macs", "latency_ms_median", "latency_ms_iqr",
+                        "samples_per_s", "peak_mem_mb", "roofline_frac") if c in at]
+    return table_html(at[["model", *cols]].sort_values(["model", *cols[:1]]))
+
+
+def _pareto(run: RunData, df: pd.DataFrame) -> F.Figure | None:
+    acc = distance_summary(run, "global_cue", radius_of="fcn")
+    if acc.empty or df.empty:
+        return None
+    base = df[(df["param_size"] == 32) & (df["param_batch"] == df["param_batch"].min())]
+    macs = base.groupby("model")["macs"].mean()
+    acc = acc[acc.model.isin(macs.index)]
+    if acc.empty:
+        return None
+    fig, ax = F.new(6, 3.6)
+    ax = ax[0][0]
+    for i, row in enumerate(acc.itertuples()):
+        ax.scatter(macs[row.model], row.beyond, label=row.model, color=F.OKABE_ITO[i % 8],
+                   marker=F.MARKERS[i % 8], s=40)
+    ax.set(xscale="log", xlabel="MACs per 32×32 image", ylabel="global_cue accuracy beyond fcn's TRF",
+           ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return F.to_svg(fig, "Scatter of accuracy beyond the plain FCN's TRF against MACs per family",
+                    "Pareto view: what global context costs. Up and to the left is better.")
+
+
+@register_section("cost", order=40)
+def cost_section(run: RunData) -> Section | None:
+    df = _forward(run)
+    if df.empty:
+        return None
+    sec = Section("cost", "Cost: FLOPs, latency, memory and their growth with resolution",
+                  "What does each design cost, and how does the cost grow with the image?", _METHOD)
+    if {"macs", "latency_ms_median"} <= set(df.columns):
+        fig, slopes = _scaling_figure(df)
+        sec.figures.append(fig)
+        sec.tables.append(("Log-log slopes against pixel count (batch 1)", table_html(slopes)))
+    tab = _table_at(df)
+    if tab:
+        sec.tables.append((f"Per family at {AT_SIZE}×{AT_SIZE}", tab))
+    pareto = _pareto(run, df)
+    if pareto:
+        sec.figures.append(pareto)
+    gemm = run.ok("cost", "roofline")
+    if not gemm.empty and "gemm_gflops_per_s" in gemm:
+        sec.notes.append(f"Roofline ceiling: a large sgemm reached {gemm.gemm_gflops_per_s.iloc[0]:.1f} GFLOP/s "
+                         "on this device in this run; roofline_frac is each model's achieved fraction of it.")
+    return sec
+
+
+_METHOD = ("FLOPs are counted with fvcore plus handles for the ops it misses, cross-checked with torch's "
+           "FlopCounterMode; one multiply-add is one MAC = 2 FLOPs. Latency is measured with "
+           "torch.utils.benchmark in eval mode under inference_mode after a warm-up, with CUDA synchronised "
+           "before reading the clock; the table reports the median and IQR over the measured runs. Models are "
+           "built at 32×32 and evaluated at larger sizes (cnn_fc cannot, and is absent there).")

@@ -1,0 +1,207 @@
+"""One verdict per seed claim, computed from the records by explicit rules.
+
+Each rule is a function whose docstring *is* the rule shown in the report. A
+verdict is one of: supported, partly, not supported, not measured. Thresholds:
+a model "succeeds" on a binned task when every distance bin is at or above
+``SUCCESS`` (0.9); it "fails beyond its TRF" when the mean accuracy of the bins
+beyond its TRF radius is below the midpoint between chance and 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import pandas as pd
+
+from fcnprobe.report.data import RunData, fmt
+from fcnprobe.report.evidence import distance_summary, threshold
+
+SUCCESS = 0.9  # min per-bin accuracy for "succeeds at every distance"
+WORSE = 0.10  # relative margin for "worse" in claim 4
+LOCAL_FCN_VARIANTS = ("dilated", "fcn_encdec", "coordconv")  # convolution only, no global op
+SEED_SHAPES = {"seed_simple_fcn": [1, 10, 256, 256], "seed_attempted_vector": [1, 5, 256, 256],
+               "seed_bounding_box": [1, 4, 256, 256]}
+
+
+@dataclasses.dataclass
+class Verdict:
+    key: str
+    title: str
+    claim: str
+    verdict: str  # supported | partly | not supported | not measured
+    evidence: str
+    rule: str
+
+
+RULES: list[tuple[str, str, str, Callable]] = []
+
+
+def rule(key: str, title: str, claim: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        RULES.append((key, title, claim, fn))
+        return fn
+    return deco
+
+
+def compute_verdicts(run: RunData) -> list[Verdict]:
+    out = []
+    for key, title, claim, fn in RULES:
+        verdict, evidence = fn(run)
+        out.append(Verdict(key, title, claim, verdict, evidence, " ".join((fn.__doc__ or "").split())))
+    return out
+
+
+def _cue(run: RunData) -> pd.DataFrame:
+    s = distance_summary(run, "global_cue")
+    return s.set_index("model") if not s.empty else s
+
+
+def _fails_beyond(row: pd.Series) -> bool:
+    return row.beyond is not None and not pd.isna(row.beyond) and row.beyond < threshold(row.chance)
+
+
+def _succeeds(row: pd.Series) -> bool:
+    return row.min_acc is not None and row.min_acc >= SUCCESS
+
+
+def _pct(v) -> str:
+    return "—" if v is None or pd.isna(v) else f"{100 * v:.0f}%"
+
+
+def _describe(s: pd.DataFrame, model: str) -> str:
+    r = s.loc[model]
+    trf = "global" if pd.isna(r.trf_px) else f"{int(r.trf_px)} px"
+    return f"{model} (TRF {trf}): min bin {_pct(r.min_acc)}"
+
+
+@rule("claim1", "Claim 1 — hierarchical, global abstraction",
+      "FCNs lack an explicit mechanism to aggregate a representation of the whole input.")
+def claim1(run: RunData) -> tuple[str, str]:
+    """On global_cue (is a target of class c anywhere in the image?), supported if both the plain
+    fcn and fcn_gap (an FCN plus one global-average branch, no FC layer) fail beyond the fcn's
+    TRF; partly if the plain fcn fails but fcn_gap succeeds at every distance (a fully
+    convolutional net needs only one pooling op to abstract globally); not supported if the
+    plain fcn succeeds at every distance."""
+    s = _cue(run)
+    if s.empty or "fcn" not in s.index or "fcn_gap" not in s.index:
+        return "not measured", "needs context-probe records for fcn and fcn_gap on global_cue."
+    fcn, gap = s.loc["fcn"], s.loc["fcn_gap"]
+    ev = (f"global_cue: fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px radius, "
+          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); fcn_gap min bin {_pct(gap.min_acc)}")
+    if "cnn_fc" in s.index:
+        ev += f"; cnn_fc min bin {_pct(s.loc['cnn_fc'].min_acc)}"
+    if _succeeds(fcn):
+        return "not supported", ev + "."
+    if _fails_beyond(fcn) and _succeeds(gap):
+        return "partly", ev + ": the plain stack lacks it, one global-pool branch supplies it."
+    return ("supported" if _fails_beyond(fcn) else "partly"), ev + "."
+
+
+@rule("claim2", "Claim 2 — output shape tied to input shape",
+      "An FCN's output has the input's spatial size, so vector and box outputs need add-ons.")
+def claim2(run: RunData) -> tuple[str, str]:
+    """From the shape contract: supported if every dense-head cell of the fully convolutional
+    families that ran produced an output whose spatial size follows the input; not supported if
+    any did not. The evidence adds what the add-ons do: how many sizes a pooling adapter and
+    cnn_fc handle."""
+    df = run.ok("shape", "contract")
+    if df.empty or "follows_input" not in df:
+        return "not measured", "needs shape-probe contract records."
+    heads = df["param_head"].astype(str)
+    fcn_dense = df[df.model.isin(["fcn", "dilated", "fcn_encdec", "coordconv", "seed_simple_fcn"])
+                   & heads.str.startswith("dense") & (df.forward_ok == True)]  # noqa: E712
+    if fcn_dense.empty:
+        return "not measured", "no dense FCN contract cells ran."
+    tied = int((fcn_dense.follows_input == True).sum())  # noqa: E712
+    ev = f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size"
+    ev += _adapter_and_fc_counts(df)
+    return ("supported" if tied == len(fcn_dense) else "not supported"), ev + "."
+
+
+def _adapter_and_fc_counts(df: pd.DataFrame) -> str:
+    heads = df["param_head"].astype(str)
+    gap = df[(df.model == "fcn") & heads.str.startswith("vector")]
+    fc = df[df.model == "cnn_fc"]
+    out = ""
+    if len(gap):
+        out += f"; fcn with a pooling adapter gives a fixed vector at {int((gap.matches_target == True).sum())}/{len(gap)} sizes"  # noqa: E712,E501
+    if len(fc):
+        out += f"; cnn_fc runs at {int((fc.forward_ok == True).sum())}/{len(fc)} sizes"  # noqa: E712
+    return out
+
+
+@rule("claim3", "Claim 3 — global context is not used",
+      "FCNs, even deep or dilated ones, struggle to integrate information across the whole input.")
+def claim3(run: RunData) -> tuple[str, str]:
+    """On global_cue: supported if the plain fcn fails beyond its TRF and no convolution-only
+    variant (dilated, fcn_encdec, coordconv) succeeds at every distance; partly if the plain fcn
+    fails but such a variant, with a TRF covering the image, succeeds (the limit is the TRF, not
+    convolution); not supported if the plain fcn succeeds beyond its TRF."""
+    s = _cue(run)
+    if s.empty or "fcn" not in s.index:
+        return "not measured", "needs context-probe records for fcn on global_cue."
+    fcn = s.loc["fcn"]
+    parts = [f"fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px TRF radius and "
+             f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)})"]
+    parts += [_describe(s, m) for m in (*LOCAL_FCN_VARIANTS, "fcn_gap", "attention") if m in s.index]
+    ev = "; ".join(parts)
+    if not _fails_beyond(fcn):
+        return "not supported", ev + "."
+    rescued = [m for m in LOCAL_FCN_VARIANTS if m in s.index and _succeeds(s.loc[m])]
+    if rescued:
+        return "partly", ev + f". {', '.join(rescued)} reach every distance without any global op."
+    return "supported", ev + "."
+
+
+@rule("claim4", "Claim 4 — structured outputs are harder to train",
+      "Training FCNs for structured, multi-part outputs is harder than with other designs.")
+def claim4(run: RunData) -> tuple[str, str]:
+    """On multi_output (findings, two numbers, one box; same budget): compare the FCN-trunk
+    design with the best other design per output. Supported if the FCN design is worse by more
+    than 10% (relative) on at least 3 of the 4 outputs; not supported if it is worse on none;
+    partly otherwise."""
+    df = run.ok("shape", "multi_output")
+    metrics = {"findings_f1": True, "count_mae": False, "size_mae": False, "box_iou_mean": True}
+    if df.empty or "param_design" not in df or not set(metrics) <= set(df.columns):
+        return "not measured", "needs shape-probe multi_output records."
+    means = df.groupby("param_design")[list(metrics)].mean()
+    fcn_rows = [d for d in means.index if str(d).startswith("fcn")]
+    if not fcn_rows or len(means) < 2:
+        return "not measured", "needs an FCN design and at least one other."
+    fcn, others = means.loc[fcn_rows[0]], means.drop(index=fcn_rows[0])
+    worse, parts = 0, []
+    for m, higher in metrics.items():
+        best = others[m].max() if higher else others[m].min()
+        rel = (best - fcn[m]) / max(abs(best), 1e-9) * (1 if higher else -1)
+        worse += rel > WORSE
+        parts.append(f"{m} {fmt(fcn[m])} vs best other {fmt(best)}")
+    ev = f"{fcn_rows[0]}: " + "; ".join(parts) + f" — worse on {worse}/4"
+    verdict = "supported" if worse >= 3 else "not supported" if worse == 0 else "partly"
+    return verdict, ev + "."
+
+
+def _example(model: str, n: int):
+    want = SEED_SHAPES[model]
+
+    def check(run: RunData) -> tuple[str, str]:
+        df = run.ok("shape", "contract")
+        if df.empty or "out_shape" not in df:
+            return "not measured", "needs shape-probe contract records."
+        hit = df[(df.model == model) & (df.get("param_height") == 256) & (df.get("param_width") == 256)]
+        if hit.empty:
+            return "not measured", f"no 256x256 contract cell for {model}."
+        got = hit.iloc[0].out_shape
+        got = list(got) if isinstance(got, (list, tuple)) else got
+        ev = f"{model} on a 1x3x256x256 input returns {got}; the seed prints {want}"
+        return ("supported" if got == want else "not supported"), ev + "."
+
+    check.__doc__ = (f"Supported if the seed's Example {n} model, layer for layer, returns exactly the "
+                     f"shape the seed prints ({want}) on a 1x3x256x256 input; not supported otherwise.")
+    return check
+
+
+for _n, (_model, _what) in enumerate([("seed_simple_fcn", "segmentation works as intended"),
+                                       ("seed_attempted_vector", "a vector output comes out as a map"),
+                                       ("seed_bounding_box", "a box output comes out as a map")], 1):
+    rule(f"example{_n}", f"Example {_n} — {_what}", f"The seed's Example {_n} prints {SEED_SHAPES[_model]}.")(
+        _example(_model, _n))
