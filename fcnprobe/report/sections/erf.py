@@ -13,10 +13,10 @@ TABLE_COLS = ["erf_std_px", "hca_side_px_t50", "hca_side_px_t99", "trf_px", "trf
 
 
 def _family_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Records at each family's default size (no depth override)."""
-    if "param_depth" in df:
-        df = df[df["param_depth"].isna()]
-    return df
+    """Records of the every-family sweep (not the depth sweep)."""
+    if "param_sweep" in df:
+        return df[df["param_sweep"] == "family"]
+    return df[df["param_depth"].isna()] if "param_depth" in df else df
 
 
 def _heatmaps(run: RunData, df: pd.DataFrame) -> F.Figure | None:
@@ -44,24 +44,32 @@ def _heatmaps(run: RunData, df: pd.DataFrame) -> F.Figure | None:
 def _depth_figure(df: pd.DataFrame) -> tuple[F.Figure | None, list[str]]:
     if "param_depth" not in df:
         return None, []
-    sweep = df[df["param_depth"].notna() & (df.get("param_trained", False) != True)]  # noqa: E712
+    sweep = df[df["param_sweep"] == "depth"] if "param_sweep" in df else df[df["param_depth"].notna()]
     if sweep.empty:
         return None, []
     fig, ax = F.new()
     ax, notes = ax[0][0], []
     for i, (model, g) in enumerate(sweep.groupby("model", sort=True)):
-        g = g.groupby("param_depth")[["erf_std_px", "trf_px"]].mean().reset_index()
-        slope = loglog_slope(g.param_depth, g.erf_std_px)
-        ax.plot(g.param_depth, g.erf_std_px, label=f"{model} ERF std (slope {slope:.2f})", **F.style(i))
+        clipped = g.get("trf_numeric_clipped", pd.Series(False, index=g.index)).fillna(False).astype(bool)
+        g = g.assign(clipped=clipped).groupby("param_depth")[["erf_std_px", "trf_px", "clipped"]].agg(
+            {"erf_std_px": "mean", "trf_px": "mean", "clipped": "any"}).reset_index()
+        fit = g[~g.clipped]  # once the field fills the image the std saturates: keep those out of the fit
+        slope = loglog_slope(fit.param_depth, fit.erf_std_px)
+        ax.plot(g.param_depth, g.erf_std_px, label=f"{model} ERF std (slope {_f(slope)})", **F.style(i))
         ax.plot(g.param_depth, g.trf_px, label=f"{model} TRF side", color=F.OKABE_ITO[i % 8],
                 linestyle=":", marker="x")
-        notes.append(f"{model}: log-log slope of ERF std against depth = {slope:.3f} "
-                     f"(Luo et al. predict 0.5 for random-weight stacks; TRF slope "
-                     f"{loglog_slope(g.param_depth, g.trf_px):.2f}).")
+        notes.append(f"{model}: log-log slope of ERF std against depth = {_f(slope, 3)} over "
+                     f"{len(fit)} depths whose field fits in the image ({int(g.clipped.sum())} saturated depths "
+                     f"left out; Luo et al. predict 0.5 for random-weight stacks; TRF slope "
+                     f"{_f(loglog_slope(g.param_depth, g.trf_px))}).")
     ax.set(xscale="log", yscale="log", xlabel="depth L (layers)", ylabel="pixels")
     ax.legend(fontsize=7)
     return F.to_svg(fig, "ERF standard deviation and TRF side against depth, log-log",
                     "ERF std (solid) grows like a power of depth; TRF (dotted) grows linearly."), notes
+
+
+def _f(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 @register_section("erf", order=20)
