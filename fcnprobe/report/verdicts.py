@@ -60,6 +60,14 @@ def _fails_beyond(row: pd.Series) -> bool:
     return row.beyond is not None and not pd.isna(row.beyond) and row.beyond < threshold(row.chance)
 
 
+def _untrained(row: pd.Series) -> str | None:
+    """Why a distance verdict cannot be read: the fcn did not learn even inside its TRF."""
+    if row.within is None or pd.isna(row.within) or row.within < SUCCESS:
+        return (f"not measured: fcn reached only {_pct(row.within)} within its own TRF radius (gate: "
+                f"{SUCCESS:.0%}), so this budget cannot tell a reach limit from a failure to learn")
+    return None
+
+
 def _succeeds(row: pd.Series) -> bool:
     return row.min_acc is not None and row.min_acc >= SUCCESS
 
@@ -90,6 +98,8 @@ def claim1(run: RunData) -> tuple[str, str]:
           f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); fcn_gap min bin {_pct(gap.min_acc)}")
     if "cnn_fc" in s.index:
         ev += f"; cnn_fc min bin {_pct(s.loc['cnn_fc'].min_acc)}"
+    if _untrained(fcn):
+        return "not measured", ev + f"; {_untrained(fcn)}."
     if _succeeds(fcn):
         return "not supported", ev + "."
     if _fails_beyond(fcn) and _succeeds(gap):
@@ -145,6 +155,8 @@ def claim3(run: RunData) -> tuple[str, str]:
              f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)})"]
     parts += [_describe(s, m) for m in (*LOCAL_FCN_VARIANTS, "fcn_gap", "attention") if m in s.index]
     ev = "; ".join(parts)
+    if _untrained(fcn):
+        return "not measured", ev + f"; {_untrained(fcn)}."
     if not _fails_beyond(fcn):
         return "not supported", ev + "."
     rescued = [m for m in LOCAL_FCN_VARIANTS if m in s.index and _succeeds(s.loc[m])]
@@ -157,9 +169,11 @@ def claim3(run: RunData) -> tuple[str, str]:
       "Training FCNs for structured, multi-part outputs is harder than with other designs.")
 def claim4(run: RunData) -> tuple[str, str]:
     """On multi_output (findings, two numbers, one box; same budget): compare the FCN-trunk
-    design with the best other design per output. Supported if the FCN design is worse by more
-    than 10% (relative) on at least 3 of the 4 outputs; not supported if it is worse on none;
-    partly otherwise."""
+    design with the best other design per output, counting only outputs that some design learned
+    (beat the constant-guess baseline by more than 10%). Supported if the FCN design is worse by
+    more than 10% (relative) on at least 3 of the learned outputs, or on all of them if fewer
+    than 3 were learned; not supported if it is worse on none; partly otherwise; not measured if
+    no design learned any output."""
     df = run.ok("shape", "multi_output")
     metrics = {"findings_f1": True, "count_mae": False, "size_mae": False, "box_iou_mean": True}
     if df.empty or "param_design" not in df or not set(metrics) <= set(df.columns):
@@ -169,15 +183,27 @@ def claim4(run: RunData) -> tuple[str, str]:
     if not fcn_rows or len(means) < 2:
         return "not measured", "needs an FCN design and at least one other."
     fcn, others = means.loc[fcn_rows[0]], means.drop(index=fcn_rows[0])
-    worse, parts = 0, []
+    const = df.groupby("param_design")[[f"{m}_const" for m in metrics if f"{m}_const" in df]].mean().mean()
+    worse, learned, parts = 0, 0, []
     for m, higher in metrics.items():
         best = others[m].max() if higher else others[m].min()
-        rel = (best - fcn[m]) / max(abs(best), 1e-9) * (1 if higher else -1)
-        worse += rel > WORSE
+        top = max(best, fcn[m]) if higher else min(best, fcn[m])
+        if f"{m}_const" in const and _gain(top, const[f"{m}_const"], higher) <= WORSE:
+            parts.append(f"{m}: no design beat the constant guess ({fmt(const[f'{m}_const'])})")
+            continue
+        learned += 1
+        worse += _gain(best, fcn[m], higher) > WORSE
         parts.append(f"{m} {fmt(fcn[m])} vs best other {fmt(best)}")
-    ev = f"{fcn_rows[0]}: " + "; ".join(parts) + f" — worse on {worse}/4"
-    verdict = "supported" if worse >= 3 else "not supported" if worse == 0 else "partly"
+    ev = f"{fcn_rows[0]}: " + "; ".join(parts) + f" — worse on {worse}/{learned} learned outputs"
+    if learned == 0:
+        return "not measured", ev + "."
+    verdict = "supported" if worse >= min(3, learned) else "not supported" if worse == 0 else "partly"
     return verdict, ev + "."
+
+
+def _gain(a: float, b: float, higher: bool) -> float:
+    """Relative amount by which ``a`` is better than ``b``."""
+    return (a - b) / max(abs(b), 1e-9) * (1 if higher else -1)
 
 
 def _example(model: str, n: int):

@@ -1,6 +1,8 @@
 """Report section for the global-context probe: accuracy against cue distance vs the TRF."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -17,7 +19,9 @@ def _curve(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     accs = np.array([[np.nan if a is None else a for a in r] for r in df["acc_by_dist_frac"]], dtype=float)
     first = df.iloc[0]
     centres = (np.asarray(first["dist_bin_lo_px"], float) + np.asarray(first["dist_bin_hi_px"], float)) / 2
-    return centres, np.nanmean(accs, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a bin empty in every seed stays NaN
+        return centres, np.nanmean(accs, axis=0)
 
 
 def _distance_figure(run: RunData, task: str) -> F.Figure | None:
