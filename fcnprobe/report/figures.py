@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">"]  # 12: with 8 colours, unique up to 24
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (5, 3))]
 PNG_DPI = 120
 
@@ -43,7 +43,7 @@ class Figure:
 
 def style(i: int) -> dict:
     """Colour, marker and line style for series ``i``."""
-    return {"color": OKABE_ITO[i % 8], "marker": MARKERS[i % 8], "linestyle": LINESTYLES[i % 8]}
+    return {"color": OKABE_ITO[i % 8], "marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % 8]}
 
 
 def new(width: float = 6.0, height: float = 3.4, ncols: int = 1, nrows: int = 1):

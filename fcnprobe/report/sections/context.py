@@ -59,7 +59,7 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
     ax.legend(fontsize=7)
     cap = "shift: one model trained per distance d; output at p must copy the input class at p+d."
     fig_ = F.to_svg(fig, "Accuracy against shift distance per model", cap)
-    tab.columns = [f"d={c}" for c in tab.columns]
+    tab.columns = [f"d={int(c)}" for c in tab.columns]
     return fig_, table_html(tab.reset_index())
 
 

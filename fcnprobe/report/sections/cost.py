@@ -66,13 +66,15 @@ def _pareto(run: RunData, df: pd.DataFrame) -> F.Figure | None:
     fig, ax = F.new(6, 3.6)
     ax = ax[0][0]
     for i, row in enumerate(acc.itertuples()):
-        ax.scatter(macs[row.model], row.beyond, label=row.model, color=F.OKABE_ITO[i % 8],
-                   marker=F.MARKERS[i % 8], s=40)
+        st = F.style(i)
+        ax.scatter(macs[row.model], row.beyond, label=row.model, color=st["color"], marker=st["marker"], s=40)
     ax.set(xscale="log", xlabel="MACs per 32×32 image", ylabel="global_cue accuracy beyond fcn's TRF",
            ylim=(0, 1.02))
     ax.legend(fontsize=7)
     return F.to_svg(fig, "Scatter of accuracy beyond the plain FCN's TRF against MACs per family",
-                    "Pareto view: what global context costs. Up and to the left is better.")
+                    "Pareto view: what global context costs. Up and to the left is better. Accuracy comes "
+                    "from the context probe at its preset's width; MACs from the cost probe at the default "
+                    "width, so read the x axis as relative cost between families.")
 
 
 @register_section("cost", order=40)

@@ -23,13 +23,16 @@ def contract_matrix(run: RunData) -> str | None:
                    row=df.model + " [" + df["param_head"].astype(str) + "]", text=df.apply(_cell_text, axis=1))
     mat = df.pivot_table(index="row", columns="size", values="text", aggfunc="first")
     order = sorted(mat.columns, key=lambda s: tuple(int(x) for x in s.split("×")))
-    return table_html(mat[order].reset_index().rename(columns={"row": "model [head]"}))
+    mat = mat[order].reset_index().rename(columns={"row": "model [head]"})
+    mat.columns.name = None
+    return table_html(mat)
 
 
 def _adapter_bars(df: pd.DataFrame) -> F.Figure | None:
     if "iou_mean" not in df or "param_adapter" not in df:
         return None
-    tab = df.pivot_table(index="param_adapter", columns="param_split", values="iou_mean", aggfunc="mean")
+    df = df.assign(design=df.model + " + " + df["param_adapter"].astype(str))
+    tab = df.pivot_table(index="design", columns="param_split", values="iou_mean", aggfunc="mean")
     fig, ax = F.new()
     ax = ax[0][0]
     width = 0.8 / max(1, len(tab.columns))
@@ -41,9 +44,13 @@ def _adapter_bars(df: pd.DataFrame) -> F.Figure | None:
     ax.set_xticks([i + width * (len(tab.columns) - 1) / 2 for i in range(len(tab))],
                   [str(a) for a in tab.index], rotation=30, ha="right")
     ax.set(ylabel="mean box IoU (held out)", ylim=(0, 1))
+    if "iou_mean_const" in df:
+        ax.axhline(float(df["iou_mean_const"].max()), color="grey", linestyle="--", linewidth=1,
+                   label="constant guess (best split)")
     ax.legend(title="split", fontsize=7)
     return F.to_svg(fig, "Bar chart of held-out box IoU per adapter and split",
-                    "Locate task (not-so-CLEVR): held-out IoU per adapter; hatching marks the split.")
+                    "Locate task (not-so-CLEVR): held-out IoU per model + adapter; hatching marks the split; dashed: "
+                    "the IoU of always predicting the mean training box.")
 
 
 def _loss_curves(df: pd.DataFrame) -> F.Figure | None:
