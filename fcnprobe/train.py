@@ -67,15 +67,15 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], Batch],
     for step in range(budget.steps):
         batch = sample(budget.batch_size, gen)
         loss = loss_fn(model(batch.inputs), batch)
-        if not torch.isfinite(loss):
-            raise CellError(f"training loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         window.append(loss.detach())
         if len(window) == budget.log_every or step == budget.steps - 1:
-            losses.append(torch.stack(window).mean().item())
+            losses.append(torch.stack(window).mean().item())  # the only host sync, once per window
+            if not math.isfinite(losses[-1]):
+                raise CellError(f"training loss became {losses[-1]} by step {step + 1}")
             steps.append(step + 1)
             window = []
     _sync(device)

@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 
 
+SEED_PRINTED = {"seed_simple_fcn": [1, 10, 256, 256], "seed_attempted_vector": [1, 5, 256, 256],
+                "seed_bounding_box": [1, 4, 256, 256]}  # the shapes the seed's Examples 1-3 print
+
+
 def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution along one axis; below 1 means the input is too small."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

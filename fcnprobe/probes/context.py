@@ -120,7 +120,7 @@ class ContextProbe(Probe):
                              image_size=p["image_size"], width=p["width"], depth=p["depth"])
         lr = family_lr(cell.model)
         budget = st.budget(cell.task)
-        result = train(model, task.sample, _loss, budget, lr, ctx.device, cell.torch_seed)
+        result = train(model, task.sample, _loss, budget, lr, ctx.device, data_seed(cell))
         trf = theoretical_receptive_field(model, p["image_size"])
         metrics = _evaluate(model, task, cell, ctx, trf)
         weights = ctx.cell_dir / WEIGHTS_FILE
@@ -133,6 +133,13 @@ class ContextProbe(Probe):
                        loss_curve=result.losses, loss_steps=result.loss_steps,
                        weights_file=str(weights.relative_to(ctx.run_dir)))
         return CellOutput(metrics=metrics)
+
+
+def data_seed(cell: Cell) -> int:
+    """Seed for training and held-out data: the cell key without the model, so every model of a
+    (task, size, distance, seed) group sees the same samples; weights init from ``cell.torch_seed``."""
+    keys = {k: v for k, v in cell.params if k in ("image_size", "distance")}
+    return Cell.make(cell.probe, "*", cell.task, seed=cell.seed, **keys).torch_seed
 
 
 def _task_variants(task: str, size: int, settings: ContextSettings) -> list[dict[str, Any]]:
@@ -168,7 +175,7 @@ def _evaluate(model: torch.nn.Module, task, cell: Cell, ctx: CellContext, trf: i
     """Held-out accuracy overall, per distance bin and either side of the task's reach."""
     from fcnprobe.train import predict
 
-    gen = torch.Generator(device=ctx.device).manual_seed((cell.torch_seed + EVAL_SEED_OFFSET) % 2**31)
+    gen = torch.Generator(device=ctx.device).manual_seed((data_seed(cell) + EVAL_SEED_OFFSET) % 2**31)
     batch = task.heldout(ctx.settings.eval_samples, gen)
     out = predict(model, batch.inputs)  # (B, C, H, W) or (B, C)
     correct = (out.argmax(1) == batch.targets).cpu().numpy()

@@ -307,13 +307,13 @@ def _in_channels(model: nn.Module) -> int:
     return info.in_channels if info is not None else 3
 
 
-def _context_record(run_dir, model: str, task: str):
-    """The context probe's record with weights for ``model``, preferring ``task``; None if none."""
+def _context_record(run_dir, model: str, task: str, seed: int = 0):
+    """The context probe's record with weights for ``model``, preferring the same seed, then ``task``."""
     from fcnprobe.results import RunStore
 
     recs = [r for r in RunStore(run_dir).read_records()
             if r.probe == "context" and r.ok and r.model == model and r.metrics.get("weights_file")]
-    recs.sort(key=lambda r: (r.task != task, r.seed, r.task, r.cell_id))
+    recs.sort(key=lambda r: (r.seed != seed, r.task != task, r.seed, r.task, r.cell_id))
     return recs[0] if recs else None
 
 
@@ -322,7 +322,7 @@ def _trained_model(cell: Cell, ctx: CellContext) -> tuple[nn.Module, object, dic
     from fcnprobe.tasks import create_task
 
     s = ctx.settings
-    rec = _context_record(ctx.run_dir, cell.model, s.train_task)
+    rec = _context_record(ctx.run_dir, cell.model, s.train_task, cell.seed)
     if rec is not None:
         rp = rec.params
         model = create_model(cell.model, head=rp["head"], image_size=rp["image_size"],

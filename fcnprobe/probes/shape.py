@@ -35,13 +35,12 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from fcnprobe.analysis.shape import SEED_PRINTED
 from fcnprobe.config import RunConfig
 from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
 
 SEED_HEADS = {"seed_simple_fcn": "dense:10", "seed_attempted_vector": "vector:5", "seed_bounding_box": "box"}
 # The shapes the seed text prints for Examples 1-3 at 1x3x256x256: the claim under test, quoted.
-SEED_PRINTED = {"seed_simple_fcn": [1, 10, 256, 256], "seed_attempted_vector": [1, 5, 256, 256],
-                "seed_bounding_box": [1, 4, 256, 256]}
 SEED_SIZE = 256  # the seed's examples all use 256x256 inputs
 CONTRACT_HEADS = ("dense:4", "vector:5", "box")  # every non-seed model; vector/box via gap on FCNs
 EXTRA_ADAPTER_MODEL = "fcn"  # the model that is also run with every registered box adapter

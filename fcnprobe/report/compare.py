@@ -1,6 +1,9 @@
 """Deltas between two runs: the same cells, metric by metric, with a device warning."""
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import pandas as pd
 
 from fcnprobe.report.data import RunData, table_html
@@ -29,7 +32,7 @@ def metric_deltas(a: RunData, b: RunData) -> pd.DataFrame:
 
 
 def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v == v
 
 
 def device_warning(a: RunData, b: RunData) -> str | None:

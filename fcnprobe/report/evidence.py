@@ -27,33 +27,48 @@ def reach_split(row: pd.Series, radius: float | None) -> tuple[float | None, flo
     return mean(inside), mean(beyond), float(min(a for a, _, _ in pairs))
 
 
+def reach_of(row: pd.Series) -> float | None:
+    """The distance up to which a model can see the cue on this task (the probe's ``reach_px``)."""
+    for key in ("reach_px", "trf_radius_px"):
+        v = row.get(key)
+        if v is not None and not pd.isna(v):
+            return float(v)
+    return None
+
+
 def distance_summary(run: RunData, task: str, radius_of: str | None = None) -> pd.DataFrame:
     """Per model: within/beyond/min accuracy on a binned task, averaged over seeds.
 
-    ``radius_of`` names the model whose TRF radius splits within from beyond
-    (default: each model's own radius).
+    The split is at each model's own reach on this task (``reach_px``: the TRF radius for a
+    dense cue, TRF + cue size for a pair of cues), or at the reach of model ``radius_of``.
+    For a model's own reach the probe's per-sample split is used; otherwise whole bins.
     """
     df = run.ok("context", task)
     if df.empty or "acc_by_dist_frac" not in df:
         return pd.DataFrame()
-    ref = None
-    if radius_of is not None:
-        sel = df[df.model == radius_of]
-        ref = sel["trf_radius_px"].iloc[0] if len(sel) and "trf_radius_px" in sel else None
+    ref = df[df.model == radius_of] if radius_of is not None else None
+    ref_reach = reach_of(ref.iloc[0]) if ref is not None and len(ref) else None
     rows = []
     for _, row in df.iterrows():
-        radius = ref if radius_of is not None else row.get("trf_radius_px")
-        radius = None if radius is None or pd.isna(radius) else float(radius)
+        radius = ref_reach if radius_of is not None else reach_of(row)
         within, beyond, worst = reach_split(row, radius)
+        if radius_of is None and "acc_within_reach_frac" in row:
+            within, beyond = _value(row, "acc_within_reach_frac", within), _value(row, "acc_beyond_reach_frac", beyond)
         rows.append({"model": row.model, "seed": row.seed, "trf_px": row.get("trf_px"),
                      "radius_px": radius, "within": within, "beyond": beyond, "min_acc": worst,
                      "acc": row.get("acc_frac"), "chance": row.get("chance_frac"),
-                     "failure_dist_px": row.get("failure_dist_px")})
+                     "failure_dist_px": row.get("failure_dist_px"), "ceiling": row.get("pooled_ceiling_frac")})
     out = pd.DataFrame(rows)
-    num = ["within", "beyond", "min_acc", "acc", "chance"]
-    agg = out.groupby("model", sort=True).agg({**{k: "mean" for k in num}, "trf_px": "first",
-                                                "radius_px": "first", "failure_dist_px": "first"})
+    num = ["within", "beyond", "min_acc", "acc", "chance", "ceiling", "failure_dist_px"]
+    out[num] = out[num].apply(pd.to_numeric, errors="coerce")
+    agg = out.groupby("model", sort=True).agg({**{k: "mean" for k in num[:-1]}, "failure_dist_px": "median",
+                                                "trf_px": "first", "radius_px": "first"})
     return agg.reset_index()
+
+
+def _value(row: pd.Series, key: str, default):
+    v = row.get(key)
+    return default if v is None or pd.isna(v) else float(v)
 
 
 def threshold(chance: float) -> float:

@@ -13,14 +13,14 @@ from typing import Callable
 
 import pandas as pd
 
+from fcnprobe.analysis.shape import SEED_PRINTED
 from fcnprobe.report.data import RunData, fmt
 from fcnprobe.report.evidence import distance_summary, threshold
 
 SUCCESS = 0.9  # min per-bin accuracy for "succeeds at every distance"
 WORSE = 0.10  # relative margin for "worse" in claim 4
 LOCAL_FCN_VARIANTS = ("dilated", "fcn_encdec", "coordconv")  # convolution only, no global op
-SEED_SHAPES = {"seed_simple_fcn": [1, 10, 256, 256], "seed_attempted_vector": [1, 5, 256, 256],
-               "seed_bounding_box": [1, 4, 256, 256]}
+SEED_SHAPES = SEED_PRINTED
 
 
 @dataclasses.dataclass
@@ -85,26 +85,26 @@ def _describe(s: pd.DataFrame, model: str) -> str:
 @rule("claim1", "Claim 1 — hierarchical, global abstraction",
       "FCNs lack an explicit mechanism to aggregate a representation of the whole input.")
 def claim1(run: RunData) -> tuple[str, str]:
-    """On global_cue (is a target of class c anywhere in the image?), supported if both the plain
-    fcn and fcn_gap (an FCN plus one global-average branch, no FC layer) fail beyond the fcn's
-    TRF; partly if the plain fcn fails but fcn_gap succeeds at every distance (a fully
-    convolutional net needs only one pooling op to abstract globally); not supported if the
-    plain fcn succeeds at every distance."""
-    s = _cue(run)
+    """On global_cue (is a target of class c anywhere in the image?): not measured unless the plain
+    fcn reaches 90% within its own TRF; not supported if the plain fcn does not fail beyond its TRF;
+    supported if fcn_gap (an FCN plus one global-average branch, no FC layer) also fails beyond the
+    plain fcn's reach; partly if fcn_gap does not (a fully convolutional net needs only one pooling
+    op to abstract globally)."""
+    s, ref = _cue(run), distance_summary(run, "global_cue", radius_of="fcn")
     if s.empty or "fcn" not in s.index or "fcn_gap" not in s.index:
         return "not measured", "needs context-probe records for fcn and fcn_gap on global_cue."
-    fcn, gap = s.loc["fcn"], s.loc["fcn_gap"]
-    ev = (f"global_cue: fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px radius, "
-          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); fcn_gap min bin {_pct(gap.min_acc)}")
+    fcn, gap = s.loc["fcn"], ref.set_index("model").loc["fcn_gap"]
+    ev = (f"global_cue: fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px reach, "
+          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); fcn_gap {_pct(gap.beyond)} beyond that reach")
     if "cnn_fc" in s.index:
         ev += f"; cnn_fc min bin {_pct(s.loc['cnn_fc'].min_acc)}"
     if _untrained(fcn):
         return "not measured", ev + f"; {_untrained(fcn)}."
-    if _succeeds(fcn):
+    if not _fails_beyond(fcn):
         return "not supported", ev + "."
-    if _fails_beyond(fcn) and _succeeds(gap):
-        return "partly", ev + ": the plain stack lacks it, one global-pool branch supplies it."
-    return ("supported" if _fails_beyond(fcn) else "partly"), ev + "."
+    if _fails_beyond(gap):
+        return "supported", ev + "."
+    return "partly", ev + ": the plain stack lacks it, one global-pool branch supplies it."
 
 
 @rule("claim2", "Claim 2 — output shape tied to input shape",
@@ -143,10 +143,11 @@ def _adapter_and_fc_counts(df: pd.DataFrame) -> str:
 @rule("claim3", "Claim 3 — global context is not used",
       "FCNs, even deep or dilated ones, struggle to integrate information across the whole input.")
 def claim3(run: RunData) -> tuple[str, str]:
-    """On global_cue: supported if the plain fcn fails beyond its TRF and no convolution-only
-    variant (dilated, fcn_encdec, coordconv) succeeds at every distance; partly if the plain fcn
-    fails but such a variant, with a TRF covering the image, succeeds (the limit is the TRF, not
-    convolution); not supported if the plain fcn succeeds beyond its TRF."""
+    """On global_cue: not measured unless the plain fcn reaches 90% within its own TRF; not
+    supported if the plain fcn does not fail beyond its TRF (accuracy there at or above the
+    midpoint of chance and 1); partly if a convolution-only variant (dilated, fcn_encdec,
+    coordconv) succeeds (90%) at every distance, which it can only do when its TRF covers the
+    image, so the limit is the TRF, not convolution; supported otherwise."""
     s = _cue(run)
     if s.empty or "fcn" not in s.index:
         return "not measured", "needs context-probe records for fcn on global_cue."
@@ -155,8 +156,8 @@ def claim3(run: RunData) -> tuple[str, str]:
              f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)})"]
     parts += [_describe(s, m) for m in (*LOCAL_FCN_VARIANTS, "fcn_gap", "attention") if m in s.index]
     ev = "; ".join(parts)
-    if _untrained(fcn):
-        return "not measured", ev + f"; {_untrained(fcn)}."
+    if _untrained(fcn) or fcn.beyond is None or pd.isna(fcn.beyond):
+        return "not measured", ev + f"; {_untrained(fcn) or 'no distance bin lies beyond the fcn TRF'}."
     if not _fails_beyond(fcn):
         return "not supported", ev + "."
     rescued = [m for m in LOCAL_FCN_VARIANTS if m in s.index and _succeeds(s.loc[m])]

@@ -49,8 +49,14 @@ class MultiOutput(Task):
 
     @property
     def chance(self) -> float:
-        """Per-label findings accuracy of the best constant guess (each kind present w.p. ~1/2 or less)."""
-        return 0.5
+        """Per-label findings accuracy of the best constant guess, in closed form.
+
+        A kind is present with p = 1 - mean_{c=1..max_count} (1 - 1/K)^c (count uniform, kinds
+        uniform and independent per object); the best constant scores max(p, 1 - p).
+        """
+        n = self.params["max_count"]
+        p = 1 - sum((1 - 1 / NUM_FINDINGS) ** c for c in range(1, n + 1)) / n
+        return max(p, 1 - p)
 
     def _squares(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
         """Per sample and object slot k < max_count: valid, kind, side, top-left (y, x)."""

@@ -56,3 +56,16 @@ def test_claim2_from_contract(tmp_path):
     assert "cnn_fc runs at 0/1 sizes" in v["claim2"].evidence
     bad = [contract("fcn", "dense:4", 32, [1, 4, 16, 16])]
     assert _verdicts(tmp_path / "b", bad)["claim2"].verdict == "not supported"
+
+
+def test_claim1_supported_needs_fcn_gap_to_fail_beyond_the_fcn_reach(tmp_path):
+    near_good = [0.99, 0.97, 0.95, 0.9, 0.88, 0.85]  # min bin < 0.9 but far above failure
+    v = _verdicts(tmp_path, [cue("fcn", FCN_FAILS, 13), cue("fcn_gap", near_good, None, i=1)])
+    assert v["claim1"].verdict == "partly"
+
+
+def test_untrained_fcn_gives_not_measured(tmp_path):
+    untrained = [0.6, 0.55, 0.5, 0.5, 0.5, 0.5]
+    v = _verdicts(tmp_path, [cue("fcn", untrained, 13), cue("fcn_gap", FCN_FAILS, None, i=1)])
+    assert v["claim1"].verdict == v["claim3"].verdict == "not measured"
+    assert "cannot tell a reach limit from a failure to learn" in v["claim3"].evidence

@@ -42,3 +42,11 @@ def test_count_and_mean_size_bound_the_coloured_area():
 def test_box_is_the_structure_channel_extent():
     _, b = _batch()
     torch.testing.assert_close(decode_box(b.inputs[:, 3] - 0.5), b.targets[:, LAYOUT["box"]])
+
+
+def test_chance_is_the_best_constant_per_label_accuracy():
+    task = create_task("multi_output", image_size=32)
+    batch = task.sample(20000, torch.Generator().manual_seed(3))
+    present = batch.targets[:, LAYOUT["findings"]].float().mean()  # P(a kind is present)
+    empirical = max(present.item(), 1 - present.item())
+    assert abs(task.chance - empirical) < 0.01
