@@ -32,6 +32,8 @@ _LAZY = {
     "run_sweep": "fcnprobe.sweep",
     "effective_receptive_field": "fcnprobe.probes.erf",
     "count_flops": "fcnprobe.probes.cost",
+    "probe": "fcnprobe.user",
+    "list_executors": "fcnprobe.executors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -29,14 +29,32 @@ class RunConfig:
     overwrite: bool = False  # re-run every cell
     rerun_failed: bool = False  # re-run cells whose record has status 'error'
     dry_run: bool = False  # list the cells, run nothing
+    executor: str = "local"  # local | dask | ray (fcnprobe.executors)
+    address: str | None = None  # dask 'tcp://host:8786' or ray 'auto' / 'ray://host:10001'; None = start one here
+    gpus_per_cell: float = 0.0  # ray num_gpus per cell; 0.25 packs 4 cells per GPU; 0 = 1 on CUDA
+    user_models: tuple[str, ...] = ()  # 'module.path:factory' user models; with no --models, only these run
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise UsageError(f"unknown preset '{self.preset}'; available: {', '.join(PRESETS)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UsageError(f"unknown device '{self.device}'; use auto, cpu or cuda")
-        if self.workers < 0 or self.threads < 0:
-            raise UsageError("--workers and --threads must be >= 0")
+        if self.workers < 0 or self.threads < 0 or self.gpus_per_cell < 0:
+            raise UsageError("--workers, --threads and --gpus-per-cell must be >= 0")
+        self._check_scale_out()
+        for path in self.user_models:
+            module, _, factory = path.partition(":")
+            if not module or not factory:
+                raise UsageError(f"bad --model '{path}': use module.path:factory")
+
+    def _check_scale_out(self) -> None:
+        from fcnprobe.executors import check_available  # cheap: imports neither dask nor ray
+
+        check_available(self.executor)
+        if self.address and self.executor == "local":
+            raise UsageError("--address needs --executor dask or ray")
+        if self.gpus_per_cell and self.executor != "ray":
+            raise UsageError("--gpus-per-cell needs --executor ray")
 
     def resolved_workers(self) -> int:
         cores = os.cpu_count() or 1

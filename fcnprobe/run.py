@@ -8,6 +8,9 @@ Examples::
     python -m fcnprobe.run all                         # quick preset, report at runs/latest/report/
     python -m fcnprobe.run context --models 'fcn*' --preset smoke --workers 1
     python -m fcnprobe.run erf --dry-run               # list the cells only
+    python -m fcnprobe.run all --model mypkg.nets:my_net          # the probes on your own model
+    python -m fcnprobe.run all --preset full --executor dask --address tcp://scheduler:8786
+    python -m fcnprobe.run all --preset full --executor ray --address auto --device cuda --gpus-per-cell 0.25
     python -m fcnprobe.run report --out runs/latest    # rebuild the report from records
     python -m fcnprobe.run list
 """
@@ -28,7 +31,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line with a did-you-mean for subcommands."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if "invalid choice" in message:
+        if message.startswith("argument command: invalid choice"):  # not --preset's choices
             bad = message.split("'")[1] if "'" in message else ""
             close = difflib.get_close_matches(bad, COMMANDS, n=2)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -62,6 +65,11 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="re-run cells that are already done")
     p.add_argument("--rerun-failed", action="store_true", help="re-run cells recorded as errors")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--model", action="append", default=[], dest="user_models", metavar="MODULE:FACTORY",
+                   help="your own model factory (repeatable); with no --models only these run")
+    p.add_argument("--executor", default="local", help="local | dask | ray (default: local)")
+    p.add_argument("--address", default=None, help="dask scheduler tcp://host:port, or ray auto | ray://host:port")
+    p.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs per cell, e.g. 0.25; 0 = 1 on CUDA")
 
 
 def build_parser() -> Parser:
@@ -91,21 +99,48 @@ def _config(args: argparse.Namespace):
     return RunConfig(out=args.out, device=args.device, preset=args.preset, seeds=tuple(args.seeds),
                      workers=args.workers, threads=args.threads, models=tuple(args.models),
                      tasks=tuple(args.tasks), overwrite=args.overwrite,
-                     rerun_failed=args.rerun_failed, dry_run=args.dry_run)
+                     rerun_failed=args.rerun_failed, dry_run=args.dry_run, executor=args.executor,
+                     address=args.address, gpus_per_cell=args.gpus_per_cell,
+                     user_models=tuple(args.user_models))
+
+
+def _check_user_models(paths: tuple[str, ...]) -> None:
+    """Unimportable -> UsageError (exit 2); a factory the cells will reject -> one warning line."""
+    from fcnprobe.user import factory_problem
+
+    for path in paths:
+        problem = factory_problem(path)
+        if problem:
+            print(f"fcnprobe: warning: {problem}; its cells will be error records", file=sys.stderr)
+
+
+def _report_failures(summary, cfg) -> None:
+    """One line per user model with failed cells, and one for cells lost with their workers."""
+    for model in cfg.user_models:
+        errs = [e for m, e in summary.errors if m == model]
+        if errs:
+            print(f"fcnprobe: {model}: {len(errs)} cells failed; first: {errs[0]}", file=sys.stderr)
+    if summary.lost:
+        print(f"fcnprobe: {len(summary.lost)} cells lost with their workers (first: {summary.lost[0]}); "
+              "run the same command again to resume", file=sys.stderr)
 
 
 def _sweep(probe_names: list[str], args: argparse.Namespace) -> int:
     """Run the sweep and print a summary line; the exit code says whether any cell failed."""
     from fcnprobe.sweep import run_sweep
 
-    summary = run_sweep(probe_names, _config(args), progress=not args.no_progress)
+    cfg = _config(args)
+    _check_user_models(cfg.user_models)
+    summary = run_sweep(probe_names, cfg, progress=not args.no_progress)
     if args.dry_run:
         for cell in summary.cells:
             print(f"{cell.cell_id}\t{cell.p}")
         print(f"{len(summary.cells)} cells")
         return EXIT_OK
-    print(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} already done -> {args.out}")
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    lost = f"{len(summary.lost)} lost, " if summary.lost else ""
+    print(f"{summary.ok} ok, {summary.failed} failed, {lost}{summary.skipped} already done -> {args.out}")
+    _report_failures(summary, cfg)
+    return EXIT_FAILED if summary.failed or summary.lost else EXIT_OK
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -1,9 +1,11 @@
 """Run probe cells on an executor, turning every outcome into a stored record.
 
-* Cells run on a ``concurrent.futures`` executor: a spawn process pool by
-  default, or the calling process with ``workers=1``.
+* Cells run on an executor from ``fcnprobe.executors`` (local spawn pool, dask
+  or ray), or in the calling process with ``workers=1`` and the local executor.
 * Each record is written the moment it arrives, so an interrupt or a lost
   worker loses only unfinished cells; a re-run resumes (done cells are skipped).
+  A cell whose dask/ray worker died is counted as lost, not recorded, and the
+  sweep goes on; a broken local pool stops the sweep (``WorkerLost``).
 * An exception, out-of-memory or a non-finite metric in a cell becomes a record
   with ``status="error"`` and the sweep goes on (timm's ``_try_run``, mteb).
 * Seeds derive from the cell key; threads are set explicitly per worker.
@@ -13,15 +15,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import math
-import multiprocessing as mp
 import random
-import signal
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Iterable
 
 from fcnprobe.config import RunConfig, resolve_device
+from fcnprobe.executors import CellExecutor, ExecutorSpec, create_executor, init_worker
 from fcnprobe.probes.base import PROBES, Cell, CellContext, Probe
 from fcnprobe.results import Record, RunStore
 
@@ -40,21 +40,12 @@ class SweepSummary:
     skipped: int = 0
     ok: int = 0
     failed: int = 0
+    lost: list[str] = dataclasses.field(default_factory=list)  # 'cell_id: why' per cell lost with its worker
+    errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (model, error) per failed cell
 
     @property
     def ran(self) -> int:
         return self.ok + self.failed
-
-
-def init_worker(threads: int, device: str) -> None:
-    """Per-process setup: explicit threads, flush denormals on CPU, leave Ctrl-C to the driver."""
-    import torch
-
-    torch.set_num_threads(threads)
-    if device == "cpu":
-        torch.set_flush_denormal(True)
-    if mp.current_process().name != "MainProcess":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _seed_everything(seed: int) -> None:
@@ -85,12 +76,16 @@ def execute_cell(cell: Cell, module: str, ctx: CellContext) -> tuple[dict, dict]
     import importlib
 
     from fcnprobe import provenance
+    from fcnprobe.user import ensure_registered, is_user_model
 
     importlib.import_module(module)  # registers the probe in a fresh worker
     rec = Record(cell.probe, cell.model, cell.task, cell.p, cell.seed, cell.cell_id)
     arrays: dict = {}
     start = time.perf_counter()
     try:
+        ctx.cell_dir.mkdir(parents=True, exist_ok=True)  # a cluster worker may not see the driver's mkdir
+        if is_user_model(cell.model):  # a fresh worker has not registered it yet
+            ensure_registered(cell.model)
         _seed_everything(cell.torch_seed)
         out = PROBES.get(cell.probe).run_cell(cell, ctx)
         rec.metrics, arrays = dict(out.metrics), dict(out.arrays)
@@ -132,26 +127,43 @@ def _manifest(store: RunStore, cfg: RunConfig, device: str, probe_names: list[st
         settings[name] = dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s
     store.write_manifest({"config": cfg.to_dict(), "device": device, "settings": settings,
                           "probes": sorted(set(old.get("probes", [])) | set(probe_names)),
-                          "provenance": provenance.collect(device)})
+                          "provenance": provenance.collect(_driver_device(device))})
+
+
+def _driver_device(device: str) -> str:
+    """The device this process can describe: a cluster driver may have no GPU of its own."""
+    import torch
+
+    return device if not device.startswith("cuda") or torch.cuda.is_available() else "cpu"
 
 
 def run_sweep(probe_names: list[str], cfg: RunConfig, progress: bool = True) -> SweepSummary:
     """Run (or resume) the cells of ``probe_names`` into ``cfg.out``; probes run in the given order."""
-    device = resolve_device(cfg.device)
-    cells_by_probe = plan(probe_names, cfg)
-    summary = SweepSummary([c for cs in cells_by_probe.values() for c in cs])
-    if cfg.dry_run:
-        return summary
-    store = RunStore(cfg.out)
-    _manifest(store, cfg, device, probe_names)
-    done = set() if cfg.overwrite else store.done_ids(cfg.rerun_failed)
-    todo = [c for c in summary.cells if c.cell_id not in done]
-    summary.skipped = len(summary.cells) - len(todo)
-    try:
-        _execute(todo, cfg, device, store, summary, progress)
-    finally:
-        store.write_table()
+    from fcnprobe.user import registered
+
+    device = _device(cfg)
+    with registered(cfg.user_models):  # probes may read MODELS.meta of a user model
+        cells_by_probe = plan(probe_names, cfg)
+        summary = SweepSummary([c for cs in cells_by_probe.values() for c in cs])
+        if cfg.dry_run:
+            return summary
+        store = RunStore(cfg.out)
+        _manifest(store, cfg, device, probe_names)
+        done = set() if cfg.overwrite else store.done_ids(cfg.rerun_failed)
+        todo = [c for c in summary.cells if c.cell_id not in done]
+        summary.skipped = len(summary.cells) - len(todo)
+        try:
+            _execute(todo, cfg, device, store, summary, progress)
+        finally:
+            store.write_table()
     return summary
+
+
+def _device(cfg: RunConfig) -> str:
+    """The cells' device; on a dask/ray cluster an explicit cuda is checked by the workers."""
+    if cfg.executor != "local" and cfg.device.startswith("cuda"):
+        return cfg.device
+    return resolve_device(cfg.device)
 
 
 def _context(cell: Cell, cfg: RunConfig, device: str, store: RunStore) -> CellContext:
@@ -165,6 +177,8 @@ def _store(store: RunStore, summary: SweepSummary, result: tuple[dict, dict]) ->
     store.write_record(rec, result[1])
     summary.ok += rec.ok
     summary.failed += not rec.ok
+    if not rec.ok:
+        summary.errors.append((rec.model, rec.error or ""))
 
 
 def _execute(todo: list[Cell], cfg: RunConfig, device: str, store: RunStore,
@@ -174,47 +188,65 @@ def _execute(todo: list[Cell], cfg: RunConfig, device: str, store: RunStore,
     workers, threads = cfg.resolved_workers(), cfg.resolved_threads()
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or None)
     try:
-        if workers == 1 or len(todo) <= 1:
+        if not todo:
+            return
+        if cfg.executor == "local" and (workers == 1 or len(todo) <= 1):
             init_worker(threads, device)
             for cell in todo:
                 _store(store, summary, execute_cell(cell, _module(cell), _context(cell, cfg, device, store)))
                 bar.update()
         else:
-            _execute_pool(todo, cfg, device, store, summary, bar, workers, threads)
+            spec = ExecutorSpec(workers, _remote_threads(cfg, threads), device, cfg.address, cfg.gpus_per_cell)
+            with create_executor(cfg.executor, spec) as ex:
+                _execute_on(ex, todo, cfg, device, store, summary, bar)
     except KeyboardInterrupt:
         raise SweepInterrupted(f"interrupted: {summary.ran} cells finished and kept in {store.root}") from None
     finally:
         bar.close()
 
 
+def _remote_threads(cfg: RunConfig, threads: int) -> int:
+    """This machine's cores say nothing about a remote cluster's: 1 thread there unless --threads."""
+    return (cfg.threads or 1) if cfg.address else threads
+
+
 def _module(cell: Cell) -> str:
     return type(PROBES.get(cell.probe)).__module__
 
 
-def _execute_pool(todo, cfg, device, store, summary, bar, workers, threads) -> None:
-    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                  initializer=init_worker, initargs=(threads, device))
+def _execute_on(ex: CellExecutor, todo: list[Cell], cfg: RunConfig, device: str, store: RunStore,
+                summary: SweepSummary, bar: Any) -> None:
+    # probes run one after another: a later probe may read an earlier one's artifacts
+    for probe in dict.fromkeys(c.probe for c in todo):
+        futs = {ex.submit(execute_cell, c, _module(c), _context(c, cfg, device, store)): c
+                for c in todo if c.probe == probe}
+        pending = dict(futs)
+        for fut in cf.as_completed(futs):
+            _collect(ex, fut, pending, store, summary)
+            bar.update()
+
+
+def _collect(ex: CellExecutor, fut: cf.Future, pending: dict[cf.Future, Cell], store: RunStore,
+             summary: SweepSummary) -> None:
+    """Store one finished future; a lost worker costs only its own cell (or stops a local pool)."""
+    cell = pending.pop(fut)
     try:
-        # probes run one after another: a later probe may read an earlier one's artifacts
-        for probe in dict.fromkeys(c.probe for c in todo):
-            futs = [pool.submit(execute_cell, c, _module(c), _context(c, cfg, device, store))
-                    for c in todo if c.probe == probe]
-            for fut in cf.as_completed(futs):
-                _store(store, summary, fut.result())
-                bar.update()
-    except cf.process.BrokenProcessPool:
-        raise WorkerLost(f"a worker process died; {summary.ran} finished cells are kept in "
-                         f"{store.root}; run the same command again to resume") from None
-    finally:
-        _shutdown(pool)
+        result = fut.result()
+    except Exception as exc:
+        if not ex.is_lost(exc):
+            raise
+        if ex.stops_on_loss:
+            _drain(pending, store, summary)
+            raise WorkerLost(f"a worker process died; {summary.ran} finished cells are kept in "
+                             f"{store.root}; run the same command again to resume") from None
+        summary.lost.append(f"{cell.cell_id}: {_error_text(exc)}")
+        return
+    _store(store, summary, result)
 
 
-def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
-    """Cancel queued cells and stop workers now (a running cell is abandoned, not recorded)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)
+def _drain(pending: dict[cf.Future, Cell], store: RunStore, summary: SweepSummary) -> None:
+    """Keep every cell that finished before the pool broke."""
+    for fut in list(pending):
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            _store(store, summary, fut.result())
+            del pending[fut]

@@ -37,3 +37,91 @@ def ensure_registered() -> None:
 
 
 ensure_registered()
+
+
+# -- fault injection (tests/test_faults.py, tests/test_executors.py) ----------
+FAULT_NAME = "toy_fault"
+ARM_MARKER = "arm.marker"  # in the run directory: a test put it there, the 'die' cell may crash;
+# holding "wait", the 'die' cell first waits for the other cells of its seed to be stored
+DIE_MARKER = "die-s{seed}.marker"  # in the run directory: the 'die' cell of that seed already killed a worker
+
+
+class ToyFault(Toy):
+    """Four ok cells, then one that kills its worker process the first time it runs in an armed run dir.
+
+    Unarmed (no ARM_MARKER in the run directory) every cell is harmless, so a
+    sweep over all registered probes never crashes the test process.
+    """
+
+    def cells(self, cfg, settings):
+        kinds = ["ok", "ok", "ok", "ok", "die"]
+        return [Cell.make(FAULT_NAME, "fcn", "none", seed=s, kind=k, i=i)
+                for s in cfg.seeds for i, k in enumerate(kinds)]
+
+    def run_cell(self, cell, ctx):
+        marker, arm = ctx.run_dir / DIE_MARKER.format(seed=cell.seed), ctx.run_dir / ARM_MARKER
+        if cell.p["kind"] == "die" and arm.exists() and not marker.exists():
+            marker.touch()
+            if arm.read_text().strip() == "wait":
+                _wait_for_records(ctx.run_dir, f"{FAULT_NAME}__*__s{cell.seed}__*.json", 4)
+            __import__("os")._exit(1)  # a crash: no exception, no record
+        return super().run_cell(cell, ctx)
+
+
+def _wait_for_records(run_dir, pattern, count, timeout_s=60.0):
+    """Block until the driver has stored ``count`` records: the other cells finish first."""
+    end = time.monotonic() + timeout_s
+    while len(list((run_dir / "cells").glob(pattern))) < count and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def ensure_fault_registered() -> None:
+    if FAULT_NAME not in PROBES:
+        register_probe(FAULT_NAME, order=998)(ToyFault)
+
+
+ensure_fault_registered()
+
+
+# -- a probe that builds its cells' models (tests/test_user_models.py) --------
+MODEL_NAME = "toy_model"
+
+
+class ToyModel(Probe):
+    """Build each model with create_model and record its output shape on a 16x16 input."""
+
+    settings_by_preset = {"smoke": None, "quick": None, "full": None}
+
+    def cells(self, cfg, settings):
+        return [Cell.make(MODEL_NAME, m, "none", seed=s, head=h)
+                for s in cfg.seeds for m in self.model_names(cfg, ["fcn"]) for h in ("dense:2", "vector:3")]
+
+    def run_cell(self, cell, ctx):
+        from fcnprobe.models import create_model
+
+        model = create_model(cell.model, head=cell.p["head"], image_size=16)
+        out = model(torch.rand(1, 3, 16, 16))  # (1, 2, 16, 16) or (1, 3)
+        return CellOutput(metrics={"out_shape": list(out.shape), "out_sum": out.sum().item(),
+                                   "params_count": sum(p.numel() for p in model.parameters())})
+
+
+def ensure_model_registered() -> None:
+    if MODEL_NAME not in PROBES:
+        register_probe(MODEL_NAME, order=997)(ToyModel)
+
+
+ensure_model_registered()
+
+
+if __name__ == "__main__":  # `python tests/toy_probe.py toy --out DIR ...`: the CLI with the toy probes
+    import sys
+
+    from fcnprobe import run
+
+    extra = (NAME, FAULT_NAME, MODEL_NAME)
+    for name in extra:  # register again under the importable name, so workers on any executor find them
+        PROBES.remove(name)
+    import toy_probe  # noqa: F401
+    run.PROBE_COMMANDS = (*run.PROBE_COMMANDS, *extra)
+    run.HANDLERS.update({name: run.cmd_probe for name in extra})
+    sys.exit(run.main())

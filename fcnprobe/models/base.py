@@ -107,9 +107,15 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model. ``width``/``depth`` default to the family's defaults.
 
+    A ``module.path:factory`` name builds a user's model instead (``fcnprobe.user``).
+
     >>> create_model("cnn_fc", head="box", image_size=32)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 4])
     """
+    if ":" in name:  # a user model; registry names never hold a colon
+        from fcnprobe.user import create_user_model
+
+        return create_user_model(name, head, in_channels, image_size, width, depth, **kwargs)
     factory = MODELS.get(name)
     spec = resolve_head(name, head)
     model = factory(spec=spec, in_channels=in_channels, image_size=image_size,

@@ -101,10 +101,16 @@ class Probe:
 
     @staticmethod
     def model_names(cfg: RunConfig, default: list[str]) -> list[str]:
-        """The probe's default models, or those matching ``--models`` globs."""
+        """The probe's default models, or those matching ``--models`` globs, then ``--model`` user models.
+
+        With user models and no ``--models``, only the user models run; name zoo
+        models with ``--models`` to run them beside yours.
+        """
         from fcnprobe.models import MODELS
 
-        return MODELS.select(list(cfg.models)) if cfg.models else list(default)
+        user = list(getattr(cfg, "user_models", ()))
+        zoo = MODELS.select(list(cfg.models)) if cfg.models else ([] if user else list(default))
+        return zoo + [m for m in user if m not in zoo]
 
     @staticmethod
     def task_names(cfg: RunConfig, default: list[str]) -> list[str]:
