@@ -125,8 +125,27 @@ class ContextTask(Task):
         return None if trf_px is None else (trf_px - 1) // 2
 
 
+class PairedTask(ContextTask):
+    """A task with a binary condition per sample (target present, cues the same), drawn by
+    ``_draw(n, flag, gen, repeat)``. Training flips a fair coin; held-out samples come in pairs that
+    share everything but the flag (GlobalCue: the same image without its target; SameDifferent:
+    the same positions and first colour), so a model blind to the flag scores exactly 0.5."""
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        flag = torch.rand(n, generator=generator, device=generator.device) < 0.5
+        return self._draw(n, flag, generator)
+
+    def heldout(self, n: int, generator: torch.Generator) -> Batch:
+        half = max(1, n // 2)
+        flag = torch.arange(2 * half, device=generator.device) < half
+        return self._draw(half, flag, generator, repeat=2)
+
+    def _draw(self, n: int, flag: torch.Tensor, gen: torch.Generator, repeat: int = 1) -> Batch:
+        raise NotImplementedError
+
+
 @register_task("global_cue", kind="dense", distance="to the nearest target pixel")
-class GlobalCue(ContextTask):
+class GlobalCue(PairedTask):
     """Dense broadcast of the class of a small target (or 'absent', label 0) to every pixel."""
 
     def __init__(self, image_size: int = 32, classes: int = 4, distractors: int = 2) -> None:
@@ -142,16 +161,6 @@ class GlobalCue(ContextTask):
     @property
     def chance(self) -> float:
         return 0.5  # the target is absent half the time; no constant guess does better
-
-    def sample(self, n: int, generator: torch.Generator) -> Batch:
-        present = torch.rand(n, generator=generator, device=generator.device) < 0.5
-        return self._draw(n, present, generator)
-
-    def heldout(self, n: int, generator: torch.Generator) -> Batch:
-        """Pairs: the first n/2 samples with the target, the last n/2 the same images without it."""
-        half = max(1, n // 2)
-        present = torch.arange(2 * half, device=generator.device) < half
-        return self._draw(half, present, generator, repeat=2)
 
     def _draw(self, n: int, present: torch.Tensor, gen: torch.Generator, repeat: int = 1) -> Batch:
         s, pal = self.image_size, PALETTE.to(gen.device)
@@ -208,7 +217,7 @@ class Shift(ContextTask):
 
 
 @register_task("same_different", kind="vector", distance="between the two cue centres")
-class SameDifferent(ContextTask):
+class SameDifferent(PairedTask):
     """Are two 3x3 cues, at a random centre distance, the same colour? (label 1 = same)."""
 
     kind = "vector"
@@ -239,16 +248,6 @@ class SameDifferent(ContextTask):
     def reach(self, trf_px: int | None) -> int | None:
         """Centre distance at which one TRF window still holds a pixel of each cue."""
         return None if trf_px is None else trf_px - 1 + CUE_SIZE - 1
-
-    def sample(self, n: int, generator: torch.Generator) -> Batch:
-        same = torch.rand(n, generator=generator, device=generator.device) < 0.5
-        return self._draw(n, same, generator)
-
-    def heldout(self, n: int, generator: torch.Generator) -> Batch:
-        """Pairs: the same positions and first colour, once same and once different."""
-        half = max(1, n // 2)
-        same = torch.arange(2 * half, device=generator.device) < half
-        return self._draw(half, same, generator, repeat=2)
 
     def _offsets(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Centre offsets (dy, dx) with max(|dy|, |dx|) = d, d uniform in [min, max]."""
