@@ -48,9 +48,6 @@ def test_list_prints_models_tasks_probes(capsys):
 
 
 def test_dry_run_lists_cells(tmp_path, capsys, toy_probe):
-    from fcnprobe import run
-
-    run.PROBE_COMMANDS_BACKUP = run.PROBE_COMMANDS
     code = main(["all", "--dry-run", "--out", str(tmp_path / "r")])
     assert code == 0 and "cells" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()

@@ -88,8 +88,7 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def table_html(df: pd.DataFrame, caption: str = "") -> str:
+def table_html(df: pd.DataFrame) -> str:
     """An escaped HTML table (pandas escapes every cell and header)."""
     body = df.map(fmt) if not df.empty else df
-    html = body.to_html(index=False, escape=True, border=0, classes="data", na_rep="—")
-    return html
+    return body.to_html(index=False, escape=True, border=0, classes="data", na_rep="—")

@@ -23,7 +23,8 @@ def _heatmaps(run: RunData, df: pd.DataFrame) -> F.Figure | None:
     if "array_erf_abs" not in df:
         return None
     picks = []
-    for (model, trained), g in df.groupby(["model", df.get("param_trained", False)], sort=True):
+    df = df if "param_trained" in df else df.assign(param_trained=False)
+    for (model, trained), g in df.groupby(["model", "param_trained"], sort=True):
         arr = run.array(g.iloc[0].cell_id, "erf_abs")
         if arr is not None:
             picks.append((f"{model}\n{'trained' if trained else 'untrained'}", arr))
