@@ -68,6 +68,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def synchronize(device: str) -> None:
+    """Wait for queued CUDA work on ``device`` before reading a clock or a memory counter."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA is a UsageError."""
     import torch

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from fcnprobe.config import synchronize
 from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 
@@ -78,7 +79,7 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], Batch],
                 raise CellError(f"training loss became {losses[-1]} by step {step + 1}")
             steps.append(step + 1)
             window = []
-    _sync(device)
+    synchronize(device)
     return TrainResult(losses, steps, losses[-1] if losses else float("nan"), time.perf_counter() - start)
 
 
@@ -90,8 +91,3 @@ def predict(model: nn.Module, inputs: torch.Tensor, chunk: int = 256) -> torch.T
     if not torch.isfinite(out).all():
         raise CellError("model output contains NaN or inf")
     return out
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()

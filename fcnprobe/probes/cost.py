@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fcnprobe.config import RunConfig, resolve_device
+from fcnprobe.config import RunConfig, resolve_device, synchronize
 from fcnprobe.flops import MAC_FLOPS, count_flops, estimate_flops
 from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
 
@@ -295,7 +295,7 @@ class _Timed:
         self.timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
         for _ in range(settings.warmup):
             fn()
-        _sync(device)  # the Timer's own clock synchronises the accelerator at block ends
+        synchronize(device)  # the Timer's own clock synchronises the accelerator at block ends
         self.first = self.timer.timeit(1).times[0]  # one more warm-up, and the block-size estimate
         self.block = max(1, math.ceil(settings.block_s / max(self.first, 1e-9)))
         self.runs: list = []
@@ -313,11 +313,6 @@ class _Timed:
                 "timing_block": self.block}
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
 def _resident_bytes(model: nn.Module, x: torch.Tensor) -> int:
     tensors = [*model.parameters(), *model.buffers(), x]
     return sum(t.numel() * t.element_size() for t in tensors)
@@ -326,11 +321,11 @@ def _resident_bytes(model: nn.Module, x: torch.Tensor) -> int:
 def peak_memory(fn: Callable[[], Any], model: nn.Module, x: torch.Tensor, device: str) -> dict[str, Any]:
     """Peak MiB during one forward, weights and input included (method named in the record)."""
     if device.startswith("cuda"):
-        _sync(device)
+        synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)  # weights, input and the sgemm operands live here
         fn()
-        _sync(device)
+        synchronize(device)
         extra = torch.cuda.max_memory_allocated(device) - base
         return {"peak_mem_mb": (_resident_bytes(model, x) + extra) / 2**20,
                 "peak_mem_method": "cuda_max_memory_allocated_above_baseline+resident"}
