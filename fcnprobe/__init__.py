@@ -8,6 +8,11 @@ must not import torch) stays cheap::
     ['fcn', 'fcn_encdec', 'fcn_gap']
     >>> model = fcnprobe.create_model("dilated", head="dense:5", image_size=32)
     >>> df = fcnprobe.load_run("runs/latest")
+
+Measurement alone (no sweep, no records) lives in ``fcnprobe.measure``:
+``effective_receptive_field``, ``theoretical_receptive_field``,
+``numeric_receptive_field``, ``count_flops``, ``latency`` and ``peak_memory``
+are exported here from there.
 """
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "fcnprobe.models",
     "list_models": "fcnprobe.models",
-    "theoretical_receptive_field": "fcnprobe.models",
     "MODELS": "fcnprobe.models",
     "list_tasks": "fcnprobe.tasks",
     "create_task": "fcnprobe.tasks",
@@ -30,9 +34,16 @@ _LAZY = {
     "load_run": "fcnprobe.results",
     "RunConfig": "fcnprobe.config",
     "run_sweep": "fcnprobe.sweep",
-    "effective_receptive_field": "fcnprobe.probes.erf",
-    "count_flops": "fcnprobe.probes.cost",
-    "probe": "fcnprobe.user",
+    "effective_receptive_field": "fcnprobe.measure.erf",
+    "theoretical_receptive_field": "fcnprobe.measure.receptive",
+    "numeric_receptive_field": "fcnprobe.measure.receptive",
+    "count_flops": "fcnprobe.measure.flops",
+    "latency": "fcnprobe.measure.timing",
+    "TimingConfig": "fcnprobe.measure.timing",
+    "peak_memory": "fcnprobe.measure.memory",
+    "Metric": "fcnprobe.metrics",
+    "validate_record": "fcnprobe.metrics",
+    "probe": "fcnprobe.api",
     "list_executors": "fcnprobe.executors",
 }
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Any, Callable, Generic, Iterator, TypeVar
+import importlib
+import pkgutil
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from fcnprobe.errors import UsageError
 
@@ -106,3 +108,15 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def import_submodules(package: str, path: Iterable[str]) -> list[str]:
+    """Import every module of ``package`` (its ``__path__``) so their decorators register them.
+
+    Used by the packages that hold registries (models, tasks, probes, report
+    sections): adding a family, task, probe or section is adding a file.
+    """
+    names = sorted(m.name for m in pkgutil.iter_modules(list(path)) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: pseudo-tasks and the pseudo-model became variants (migrate_v1)
 MANIFEST = "manifest.json"
 CELLS = "cells"
 TABLE = "records.csv"
@@ -60,6 +60,11 @@ class Record:
     wall_time_s: float = 0.0
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    variant: str | None = None  # the cell kind of a probe that runs no task (task 'none'); from params
+
+    def __post_init__(self) -> None:
+        if self.variant is None:
+            self.variant = self.params.get("variant")
 
     @property
     def ok(self) -> bool:
@@ -72,6 +77,8 @@ class Record:
     def from_dict(cls, d: dict[str, Any]) -> "Record":
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        while d.get("schema_version") in MIGRATIONS:  # lift an old record one version at a time
+            d = MIGRATIONS[d["schema_version"]](d)
         if d.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"schema_version {d.get('schema_version')!r}, expected {SCHEMA_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -79,6 +86,23 @@ class Record:
         if missing:
             raise ValueError(f"missing fields {sorted(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+V1_PSEUDO_TASKS = ("noise", "contract", "forward", "roofline")  # v1 task names that named no task
+
+
+def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A v1 record as v2: a pseudo-task becomes the variant (task 'none'), model 'sgemm' becomes 'none'."""
+    d = {**d, "schema_version": 2, "params": dict(d.get("params") or {})}
+    if d.get("task") in V1_PSEUDO_TASKS:
+        d["variant"] = d["params"]["variant"] = d["task"]
+        d["task"] = "none"
+    if d.get("model") == "sgemm":
+        d["model"] = "none"
+    return d
+
+
+MIGRATIONS = {1: migrate_v1}  # schema_version -> the function that lifts it one version
 
 
 def safe_name(text: str) -> str:

@@ -20,9 +20,10 @@ import time
 import traceback
 from typing import Any, Iterable
 
-from fcnprobe.config import RunConfig, resolve_device
+from fcnprobe.config import RunConfig
+from fcnprobe.device import resolve_device
 from fcnprobe.executors import CellExecutor, ExecutorSpec, create_executor, init_worker
-from fcnprobe.probes.base import PROBES, Cell, CellContext, Probe
+from fcnprobe.probes.base import PROBES, Cell, CellContext, Probe, manifest_declarations
 from fcnprobe.results import Record, RunStore
 
 
@@ -126,6 +127,7 @@ def _manifest(store: RunStore, cfg: RunConfig, device: str, probe_names: list[st
         s = PROBES.get(name).settings(cfg.preset)
         settings[name] = dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s
     store.write_manifest({"config": cfg.to_dict(), "device": device, "settings": settings,
+                          **manifest_declarations(probe_names, old),  # metrics, model catalogue: for the report
                           "probes": sorted(set(old.get("probes", [])) | set(probe_names)),
                           "provenance": provenance.collect(_driver_device(device))})
 

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fcnprobe.config import synchronize
+from fcnprobe.device import synchronize
 from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 

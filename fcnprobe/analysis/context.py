@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fcnprobe.utils import failure_threshold
+
 
 def dense_bins(max_dist: int, step: int = 2, fine_until: int = 12, growth: float = 1.5) -> tuple[list[int], list[int]]:
     """Bins [0, 0], then ``step``-wide bins up to ``fine_until``, then bins growing by ``growth``.
@@ -70,11 +72,6 @@ def bin_accuracy(correct: np.ndarray, dist: np.ndarray, lo: Sequence[int], hi: S
         counts.append(n)
         acc.append(float(c[sel].mean()) if n else None)
     return acc, counts
-
-
-def failure_threshold(chance: float) -> float:
-    """The midpoint between chance and perfect accuracy."""
-    return (chance + 1.0) / 2.0
 
 
 def failure_distance(acc: Sequence[float | None], lo: Sequence[int], chance: float) -> int | None:

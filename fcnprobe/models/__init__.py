@@ -1,20 +1,18 @@
 """The model zoo: every family registered in ``MODELS``; import this package to fill it.
 
+Every module of this package is imported here, so adding a family is adding a
+file with a ``@register_model(name, category=...)`` factory.
+
 Public API: ``create_model(name, head=..., in_channels=..., image_size=..., width=..., depth=...)``,
 ``list_models(pattern)`` and ``theoretical_receptive_field(model, image_size)``.
 """
-import importlib
-
-from fcnprobe.models import attention, cnn_fc, convnets, encdec, seed  # noqa: F401  (registration)
-from fcnprobe.models.base import MODELS, ModelInfo, ProbeNet, create_model, list_models, register_model
+from fcnprobe.measure.receptive import theoretical_receptive_field
+from fcnprobe.models.base import (CATEGORIES, MODELS, ModelInfo, ProbeNet, create_model, list_models, model_catalog,
+                                  register_model)
 from fcnprobe.models.heads import ADAPTERS, HeadSpec, parse_head
-from fcnprobe.models.receptive import theoretical_receptive_field
+from fcnprobe.registry import import_submodules
 
-__all__ = ["ADAPTERS", "MODELS", "HeadSpec", "ModelInfo", "ProbeNet", "create_model", "list_models",
-           "parse_head", "register_model", "theoretical_receptive_field"]
+import_submodules(__name__, __path__)
 
-try:  # extra adapters (soft-argmax, heatmap decoding) register themselves when present
-    importlib.import_module("fcnprobe.models.adapters")
-except ModuleNotFoundError as _exc:
-    if _exc.name != "fcnprobe.models.adapters":
-        raise
+__all__ = ["ADAPTERS", "CATEGORIES", "MODELS", "HeadSpec", "ModelInfo", "ProbeNet", "create_model", "list_models",
+           "model_catalog", "parse_head", "register_model", "theoretical_receptive_field"]

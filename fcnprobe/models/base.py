@@ -33,6 +33,10 @@ MODELS: Registry = Registry("model")
 DEFAULT_WIDTH = 32  # channels; ~48k parameters at depth 6, trains in seconds on 2 CPU cores
 DEFAULT_DEPTH = 6  # 3x3 layers; fcn TRF = 13 px, well inside a 32 px image so far cues are out of reach
 DEFAULT_IMAGE_SIZE = 32  # the size fixed-size families (cnn_fc, attention's positions) are built for
+# What kind of network a family is (issue 15): 'fcn' = convolution only, no global pooling, FC layer or
+# attention anywhere; 'fcn_pool' = an FCN whose dense map is reduced by a parameter-free global pool at the
+# output only; 'global_op' = global pooling, attention or an FC layer inside the network.
+CATEGORIES = ("fcn", "fcn_pool", "global_op")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +76,25 @@ class ProbeNet(nn.Module):
         return self.trunk.receptive_field()
 
 
-def register_model(name: str | None = None, *, native: tuple[str, ...] = ("dense",), **meta: Any) -> Callable:
+def register_model(name: str | None = None, *, native: tuple[str, ...] = ("dense",), category: str | None = None,
+                   **meta: Any) -> Callable:
     """Decorator for a family factory ``f(spec, in_channels, image_size, width, depth, **kw)``.
 
-    ``native`` lists the head kinds the family produces without an adapter.
+    ``native`` lists the head kinds the family produces without an adapter;
+    ``category`` is one of ``CATEGORIES`` (the report's verdicts group models by it).
     """
-    return MODELS.register(name, native=native, **meta)
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"model '{name}': category must be one of {CATEGORIES}, got {category!r}")
+    return MODELS.register(name, native=native, category=category, **meta)
+
+
+def model_catalog() -> dict[str, dict[str, Any]]:
+    """Plain-data metadata of every registered model (category, family, native heads), for the manifest.
+
+    The report reads it from there, since it cannot import the zoo (torch).
+    """
+    keep = ("category", "family", "native", "user")
+    return {n: {k: v for k, v in MODELS.meta(n).items() if k in keep} for n in MODELS.names()}
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -107,21 +124,31 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model. ``width``/``depth`` default to the family's defaults.
 
-    A ``module.path:factory`` name builds a user's model instead (``fcnprobe.user``).
+    A ``module.path:factory`` name builds a user's model instead (``fcnprobe.models.user``).
 
     >>> create_model("cnn_fc", head="box", image_size=32)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 4])
     """
     if ":" in name:  # a user model; registry names never hold a colon
-        from fcnprobe.user import create_user_model
-
-        return create_user_model(name, head, in_channels, image_size, width, depth, **kwargs)
+        return _create_user_model(name, head, in_channels, image_size, width, depth, **kwargs)
     factory = MODELS.get(name)
     spec = resolve_head(name, head)
     model = factory(spec=spec, in_channels=in_channels, image_size=image_size,
                     width=width, depth=depth, **kwargs)
     if getattr(model, "info", None) is None:
         model.info = ModelInfo(name, str(spec), in_channels, image_size, width, depth, spec.adapter is None)
+    return model
+
+
+def _create_user_model(path: str, head: "str | HeadSpec", in_channels: int, image_size: int,
+                       width: int | None, depth: int | None, **kwargs: Any) -> nn.Module:
+    """Build a user's model; its ``info`` records what was really passed (None where the factory took nothing)."""
+    from fcnprobe.models.user import build_user_model
+
+    model, args = build_user_model(path, head, in_channels, image_size, width, depth, **kwargs)
+    if getattr(model, "info", None) is None:
+        spec = str(parse_head(head))
+        model.info = ModelInfo(path, spec, in_channels, image_size, args.get("width"), args.get("depth"), True)
     return model
 
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, make_head, register_model, wrap
 from fcnprobe.models.heads import HeadSpec
 from fcnprobe.models.layers import AddCoords, GlobalContext, NonLocalBlock, conv_stack
-from fcnprobe.models.receptive import chain_rf
+from fcnprobe.measure.receptive import chain_rf
 
 YU_KOLTUN_CYCLE = (2, 4, 8, 16)  # the growing part of 1, 1, 2, 4, 8, 16, 1
 # AdamW learning rate of the plain stride-1 conv+BN families, set once for every task. At the
@@ -68,30 +68,30 @@ def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: 
     return wrap(name, trunk, make_head(width, spec), spec, in_channels, image_size, width, depth)
 
 
-@register_model("fcn", family="fcn", lr=CONV_BN_LR)
+@register_model("fcn", family="fcn", category="fcn", lr=CONV_BN_LR)
 def fcn(spec, in_channels, image_size, width=None, depth=None):
     return _build("fcn", spec, in_channels, image_size, width, depth)
 
 
-@register_model("dilated", family="dilated", lr=CONV_BN_LR)
+@register_model("dilated", family="dilated", category="fcn", lr=CONV_BN_LR)
 def dilated(spec, in_channels, image_size, width=None, depth=None):
     dil = yu_koltun_dilations(depth or DEFAULT_DEPTH)
     return _build("dilated", spec, in_channels, image_size, width, depth, dilations=dil)
 
 
-@register_model("fcn_gap", family="fcn_gap", lr=CONV_BN_LR)
+@register_model("fcn_gap", family="fcn_gap", category="global_op", lr=CONV_BN_LR)
 def fcn_gap(spec, in_channels, image_size, width=None, depth=None):
     block = GlobalContext(width or DEFAULT_WIDTH)  # after the last conv, as in ParseNet
     return _build("fcn_gap", spec, in_channels, image_size, width, depth, block=block)
 
 
-@register_model("nonlocal", family="nonlocal")
+@register_model("nonlocal", family="nonlocal", category="global_op")
 def nonlocal_(spec, in_channels, image_size, width=None, depth=None):
     d = depth or DEFAULT_DEPTH
     block = NonLocalBlock(width or DEFAULT_WIDTH)  # mid-trunk, as in Wang et al.'s res4 placement
     return _build("nonlocal", spec, in_channels, image_size, width, depth, block=block, at=d // 2)
 
 
-@register_model("coordconv", family="coordconv", lr=CONV_BN_LR)
+@register_model("coordconv", family="coordconv", category="fcn", lr=CONV_BN_LR)
 def coordconv(spec, in_channels, image_size, width=None, depth=None):
     return _build("coordconv", spec, in_channels, image_size, width, depth, coords=True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, make_head, register_model, wrap
 from fcnprobe.models.layers import ConvBNReLU
-from fcnprobe.models.receptive import RF
+from fcnprobe.measure.receptive import RF
 
 
 class EncDecTrunk(nn.Module):
@@ -53,7 +53,7 @@ class EncDecTrunk(nn.Module):
         return rf.value()
 
 
-@register_model("fcn_encdec", family="fcn_encdec")
+@register_model("fcn_encdec", family="fcn_encdec", category="fcn")
 def fcn_encdec(spec, in_channels, image_size, width=None, depth=None):
     width, depth = width or DEFAULT_WIDTH, depth or DEFAULT_DEPTH
     trunk = EncDecTrunk(in_channels, width, depth)

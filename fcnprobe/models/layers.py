@@ -85,3 +85,25 @@ class NonLocalBlock(nn.Module):
         y = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         y = y.transpose(1, 2).reshape(b, -1, h, w)  # (B, c, h, w)
         return x + self.out(y)
+
+
+class WrongRank(nn.Module):
+    """A deliberately broken control for the shape probe: returns (B, C, H), rank 3, for any head."""
+
+    def __init__(self, channels: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).mean(-1)  # (B, C, H)
+
+
+class ConstantBox(nn.Module):
+    """A model-blind baseline: predicts the same box for every input."""
+
+    def __init__(self, box: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("box", box)  # (4,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.box.expand(len(x), 4)  # (B, 4)

@@ -73,19 +73,22 @@ def _check_rgb(name: str, in_channels: int) -> None:
         raise UsageError(f"{name} is the seed's model, layer for layer: it takes 3 input channels")
 
 
-@register_model("seed_simple_fcn", family="seed", native=("dense",), adapters=False, seed_output="dense")
+@register_model("seed_simple_fcn", family="seed", category="fcn",
+                native=("dense",), adapters=False, seed_output="dense")
 def seed_simple_fcn(spec, in_channels, image_size, width=None, depth=None):
     _check_rgb("seed_simple_fcn", in_channels)
     return SimpleFCN(num_classes=spec.channels)
 
 
-@register_model("seed_attempted_vector", family="seed", native=("vector",), adapters=False, seed_output="dense")
+@register_model("seed_attempted_vector", family="seed", category="fcn",
+                native=("vector",), adapters=False, seed_output="dense")
 def seed_attempted_vector(spec, in_channels, image_size, width=None, depth=None):
     _check_rgb("seed_attempted_vector", in_channels)
     return AttemptedFCNOutput(output_size=spec.channels)
 
 
-@register_model("seed_bounding_box", family="seed", native=("box",), adapters=False, seed_output="dense")
+@register_model("seed_bounding_box", family="seed", category="fcn",
+                native=("box",), adapters=False, seed_output="dense")
 def seed_bounding_box(spec, in_channels, image_size, width=None, depth=None):
     _check_rgb("seed_bounding_box", in_channels)
     return BoundingBoxFCN()

@@ -1,19 +1,15 @@
-"""The probes. Importing this package registers every probe that exists.
+"""The probes. Importing this package registers every probe module in it.
 
-Each probe module registers itself with ``@register_probe``; a probe that is not
-built yet is simply absent from ``PROBES`` and from ``run all``.
+A probe module registers itself with ``@register_probe(name, order=..., help=...)``;
+every module of this package is imported here, so adding a probe is adding a
+file. Probe modules import torch only inside the functions that run cells, so
+importing this package (to read the declared metrics) stays torch-free.
 """
-import importlib
+from fcnprobe.probes.base import (PROBES, Cell, CellContext, CellOutput, Probe, declarations, declared_metrics,
+                                  probes_in_order, register_probe)
+from fcnprobe.registry import import_submodules
 
-from fcnprobe.probes.base import PROBES, Cell, CellContext, CellOutput, Probe, probes_in_order, register_probe
+import_submodules(__name__, __path__)
 
-_PROBE_MODULES = ("context", "erf", "shape", "cost")  # in the order 'all' runs them
-
-for _name in _PROBE_MODULES:
-    try:
-        importlib.import_module(f"fcnprobe.probes.{_name}")
-    except ModuleNotFoundError as _exc:  # not built yet; anything else must surface
-        if _exc.name != f"fcnprobe.probes.{_name}":
-            raise
-
-__all__ = ["PROBES", "Cell", "CellContext", "CellOutput", "Probe", "probes_in_order", "register_probe"]
+__all__ = ["PROBES", "Cell", "CellContext", "CellOutput", "Probe", "declarations", "declared_metrics",
+           "probes_in_order", "register_probe"]

@@ -5,10 +5,20 @@ values; ``run_cell`` returns a ``CellOutput`` (metrics with units in their
 names, plus optional numpy arrays). The sweep turns outputs, exceptions and NaNs
 into ``Record``s. Seeds derive from the cell key, never from order or worker.
 
+Each probe declares its metrics (``fcnprobe.metrics``) and its *variants*: the
+kinds of cell that run no registered task (the ERF of white noise, the shape
+contract, a forward pass, the sgemm roofline). A variant cell has task
+``"none"`` and its variant in ``params["variant"]``, so records say what they
+measure without pseudo-tasks. Declarations are plain data: this module and
+every probe module import torch only inside the functions that run cells, so
+``import fcnprobe.probes`` (and the report reading the declarations) stays torch-free.
+
 Example::
 
-    @register_probe("toy", order=50)
+    @register_probe("toy", order=50, help="count to n")
     class Toy(Probe):
+        metrics = declare([metric("answer_count", "the answer", "higher")])
+
         def cells(self, cfg, settings):
             return [Cell.make("toy", m, "none", n=3) for m in self.model_names(cfg, ["fcn"])]
 
@@ -26,10 +36,12 @@ from typing import Any, Callable
 import numpy as np
 
 from fcnprobe.config import RunConfig
+from fcnprobe.metrics import Metric, to_manifest
 from fcnprobe.registry import Registry
 from fcnprobe.results import safe_name
 
 PROBES: Registry = Registry("probe")
+NO_TASK = "none"  # the task of a variant cell: it runs no registered task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +101,8 @@ class Probe:
 
     name: str = ""
     settings_by_preset: dict[str, Any] = {}  # preset -> a frozen dataclass of settings
+    metrics: dict[str, Metric] = {}  # name -> declaration (fcnprobe.metrics.declare)
+    variants: tuple[str, ...] = ()  # cell kinds that run no registered task (task 'none')
 
     def settings(self, preset: str) -> Any:
         return self.settings_by_preset.get(preset)
@@ -113,6 +127,19 @@ class Probe:
         return zoo + [m for m in user if m not in zoo]
 
     @staticmethod
+    def wants_variant(cfg: RunConfig, variant: str) -> bool:
+        """True unless ``--tasks`` globs are given and none matches the variant's name."""
+        import fnmatch
+
+        return not cfg.tasks or any(fnmatch.fnmatchcase(variant, pat) for pat in cfg.tasks)
+
+    def variant_cell(self, model: str, variant: str, seed: int = 0, **params: Any) -> Cell:
+        """A cell of a declared variant: task 'none', the variant in its params."""
+        if variant not in self.variants:
+            raise ValueError(f"probe '{self.name}' declares no variant '{variant}'; its variants: {self.variants}")
+        return Cell.make(self.name, model, NO_TASK, seed, variant=variant, **params)
+
+    @staticmethod
     def task_names(cfg: RunConfig, default: list[str]) -> list[str]:
         """The probe's default tasks, filtered by ``--tasks`` globs when given."""
         import fnmatch
@@ -122,17 +149,48 @@ class Probe:
         return [t for t in default if any(fnmatch.fnmatchcase(t, pat) for pat in cfg.tasks)]
 
 
-def register_probe(name: str, order: int = 100, **meta: Any) -> Callable[[type], type]:
-    """Class decorator: register an instance of the probe; ``order`` sets its place in ``all``."""
+def register_probe(name: str, order: int = 100, help: str | None = None, **meta: Any) -> Callable[[type], type]:
+    """Class decorator: register an instance of the probe; ``order`` sets its place in ``all``.
+
+    ``help`` is the CLI's one-line description (default: the class docstring's first line).
+    """
 
     def deco(cls: type) -> type:
         cls.name = name
-        PROBES.add(name, cls(), order=order, **meta)
+        text = help or ((cls.__doc__ or "").strip().splitlines() or [f"run the {name} probe"])[0]
+        PROBES.add(name, cls(), order=order, help=text, **meta)
         return cls
 
     return deco
 
 
+def declared_metrics(name: str) -> dict[str, Metric]:
+    """The metrics probe ``name`` declares (empty for a probe that declares none)."""
+    return dict(getattr(PROBES.get(name), "metrics", {}) or {})
+
+
+def declarations(names: list[str]) -> dict[str, Any]:
+    """What the report needs of these probes without importing them: metrics, variants, help, order.
+
+    The sweep writes this into the run manifest (key ``declared``).
+    """
+    out = {}
+    for n in names:
+        probe = PROBES.get(n)
+        out[n] = {"metrics": to_manifest(declared_metrics(n)), "variants": list(getattr(probe, "variants", ())),
+                  "help": PROBES.meta(n).get("help", ""), "order": PROBES.meta(n).get("order", 100)}
+    return out
+
+
 def probes_in_order() -> list[str]:
     """Registered probe names sorted by their ``order`` (producers before consumers)."""
     return sorted(PROBES.names(), key=lambda n: (PROBES.meta(n)["order"], n))
+
+
+def manifest_declarations(names: list[str], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest entries the report reads instead of importing probes and models:
+    ``declared`` (per probe, merged with an older manifest's) and ``models`` (the model catalogue)."""
+    from fcnprobe.models import model_catalog
+
+    declared = {**(old or {}).get("declared", {}), **declarations([n for n in names if n in PROBES])}
+    return {"declared": declared, "models": model_catalog()}

@@ -14,6 +14,11 @@ CPU tensors; load with ``torch.load(path, weights_only=True)``), and the cell's
 params hold everything ``create_model`` needs to rebuild the model: ``head``,
 ``image_size``, ``width``, ``depth``.
 
+Which tasks are swept over a parameter (``shift``'s distance) and how a task's
+distances are binned come from the task registry's metadata (``sweep_param``,
+``bins``), never from task names. Torch is imported inside the functions that
+run cells, so the declarations can be read without it.
+
 Claim tested: the seed's point 3, "FCN architectures ... struggle to integrate
 information across the entire input space". References: Luo et al. 2016 (ERF),
 Liu et al. 2015 (ParseNet), Yu & Koltun 2016 (dilation), Zheng et al. 2021 (SETR).
@@ -23,20 +28,38 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-
 from fcnprobe.analysis.context import (bin_accuracy, dense_bins, failure_distance, split_at_reach,
                                        uniform_bins)
-from fcnprobe.config import RunConfig, resolve_device
+from fcnprobe.config import RunConfig
+from fcnprobe.metrics import declare, metric
 from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
-from fcnprobe.tasks.base import Batch
+from fcnprobe.utils import IGNORE_INDEX, check_finite, param_count
 
 if TYPE_CHECKING:
+    import torch
+
+    from fcnprobe.tasks.base import Batch, Task
     from fcnprobe.train import TrainBudget
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out data never shares a generator stream with training
 WEIGHTS_FILE = "weights.pt"
+
+CONTEXT_METRICS = declare([
+    metric("acc_frac", "held-out accuracy", "higher"), metric("chance_frac", "chance accuracy"),
+    metric("acc_by_dist_frac", "accuracy per distance bin", "higher", is_array=True),
+    metric("count_by_dist", "samples per distance bin", is_array=True, unit="count"),
+    metric("dist_bin_lo_px", "distance bin start", is_array=True), metric("dist_bin_hi_px", "distance bin end",
+                                                                          is_array=True),
+    metric("failure_dist_px", "failure distance", "higher"), metric("reach_px", "reach of the TRF on this task"),
+    metric("acc_within_reach_frac", "accuracy within reach", "higher"),
+    metric("acc_beyond_reach_frac", "accuracy beyond reach", "higher"),
+    metric("pooled_ceiling_frac", "best accuracy of a pooled symmetric read-out"),
+    metric("trf_px", "TRF side"), metric("trf_radius_px", "TRF radius"), metric("params_count", "parameters"),
+    metric("lr", "learning rate"), metric("steps_count", "training steps"), metric("batch_size_count", "batch size"),
+    metric("head_resolved", "head"), metric("train_time_s", "training time", "lower"),
+    metric("final_loss", "final training loss", "lower"), metric("loss_curve", "training loss", is_array=True),
+    metric("loss_steps", "loss curve steps", is_array=True, unit="count"), metric("weights_file", "weights file"),
+])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +109,15 @@ SETTINGS = {
 }
 
 
-@register_probe("context", order=10)
+@register_probe("context", order=10, help="accuracy against cue distance, beside each model's TRF")
 class ContextProbe(Probe):
     """Train per (model, task[, d]) and record accuracy by distance, failure distance and TRF."""
 
     settings_by_preset = SETTINGS
+    metrics = CONTEXT_METRICS
 
     def cells(self, cfg: RunConfig, settings: ContextSettings) -> list[Cell]:
+        from fcnprobe.device import resolve_device
         from fcnprobe.tasks import create_task
 
         sizes = list(settings.image_sizes)
@@ -111,7 +136,10 @@ class ContextProbe(Probe):
         return sorted(out, key=lambda c: -settings.budget(c.task).steps)
 
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
-        from fcnprobe.models import create_model, theoretical_receptive_field
+        import torch
+
+        from fcnprobe.measure.receptive import theoretical_receptive_field
+        from fcnprobe.models import create_model
         from fcnprobe.train import family_lr, train
 
         p, st = cell.p, ctx.settings
@@ -126,7 +154,7 @@ class ContextProbe(Probe):
         weights = ctx.cell_dir / WEIGHTS_FILE
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
         metrics.update(trf_px=trf, trf_radius_px=None if trf is None else (trf - 1) // 2,
-                       params_count=sum(q.numel() for q in model.parameters()), lr=lr,
+                       params_count=param_count(model), lr=lr,
                        steps_count=budget.steps, batch_size_count=budget.batch_size,
                        head_resolved=str(getattr(getattr(model, "info", None), "head", p["head"])),
                        train_time_s=result.train_time_s, final_loss=result.final_loss,
@@ -138,48 +166,64 @@ class ContextProbe(Probe):
 def data_seed(cell: Cell) -> int:
     """Seed for training and held-out data: the cell key without the model, so every model of a
     (task, size, distance, seed) group sees the same samples; weights init from ``cell.torch_seed``."""
-    keys = {k: v for k, v in cell.params if k in ("image_size", "distance")}
+    keys = {k: v for k, v in cell.params if k in ("image_size", _sweep_param(cell.task))}
     return Cell.make(cell.probe, "*", cell.task, seed=cell.seed, **keys).torch_seed
 
 
+def _sweep_param(task: str) -> str | None:
+    """The constructor argument the task sweeps per cell (``TASKS.meta``), e.g. shift's distance."""
+    from fcnprobe.tasks import TASKS
+
+    return TASKS.meta(task).get("sweep_param") if task in TASKS else None
+
+
 def _task_variants(task: str, size: int, settings: ContextSettings) -> list[dict[str, Any]]:
-    """Extra task arguments per cell: one per shift distance that fits the image, else one empty."""
-    if task != "shift":
+    """Extra task arguments per cell: one per distance that fits the image for a swept task, else one empty."""
+    param = _sweep_param(task)
+    if param is None:
         return [{}]
-    return [{"distance": d} for d in settings.shift_distances if d < size]
+    return [{param: d} for d in settings.shift_distances if d < size]
 
 
-def _build_task(cell: Cell):
+def _build_task(cell: Cell) -> "Task":
     from fcnprobe.tasks import create_task
 
-    extra = {"distance": cell.p["distance"]} if "distance" in cell.p else {}
+    param = _sweep_param(cell.task)
+    extra = {param: cell.p[param]} if param in cell.p else {}
     return create_task(cell.task, image_size=cell.p["image_size"], **extra)
 
 
-def _loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Cross-entropy; dense tasks mask pixels with the ignore index (-100)."""
-    return F.cross_entropy(out, batch.targets, ignore_index=-100)
+def _loss(out: "torch.Tensor", batch: "Batch") -> "torch.Tensor":
+    """Cross-entropy; dense tasks mask pixels with the ignore index."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(out, batch.targets, ignore_index=IGNORE_INDEX)
 
 
-def _bins(task, settings: ContextSettings) -> tuple[list[int], list[int]]:
-    """Distance bins: fine near the cue for dense tasks, uniform centre-distance bins for pairs."""
-    if task.name == "shift":  # one distance per model
+def _bins(task: "Task", settings: ContextSettings) -> tuple[list[int], list[int]]:
+    """Distance bins by the task's ``bins`` meta: fine near the cue, uniform, or one fixed distance."""
+    from fcnprobe.tasks import TASKS
+
+    how = TASKS.meta(task.name).get("bins", "near_cue" if task.kind == "dense" else "uniform")
+    if how == "fixed":  # one distance per model
         return [task.distance], [task.distance]
-    if task.kind == "dense":
+    if how == "near_cue":
         s = task.image_size
         return dense_bins(s - 1, step=settings.bin_step_px, fine_until=min(12, s - 1))
     return uniform_bins(task.min_distance, task.max_distance, settings.pair_bin_px)
 
 
-def _evaluate(model: torch.nn.Module, task, cell: Cell, ctx: CellContext, trf: int | None) -> dict[str, Any]:
+def _evaluate(model: "torch.nn.Module", task: "Task", cell: Cell, ctx: CellContext, trf: int | None) -> dict[str, Any]:
     """Held-out accuracy overall, per distance bin and either side of the task's reach."""
+    import torch
+
     from fcnprobe.train import predict
 
     gen = torch.Generator(device=ctx.device).manual_seed((data_seed(cell) + EVAL_SEED_OFFSET) % 2**31)
     batch = task.heldout(ctx.settings.eval_samples, gen)
-    out = predict(model, batch.inputs)  # (B, C, H, W) or (B, C)
+    out = check_finite(predict(model, batch.inputs), "eval_forward")  # (B, C, H, W) or (B, C)
     correct = (out.argmax(1) == batch.targets).cpu().numpy()
-    valid = (batch.targets != -100).cpu().numpy()
+    valid = (batch.targets != IGNORE_INDEX).cpu().numpy()
     dist = task.distances(batch).cpu().numpy()
     lo, hi = _bins(task, ctx.settings)
     acc, counts = bin_accuracy(correct, dist, lo, hi, valid)

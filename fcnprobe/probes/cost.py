@@ -1,7 +1,7 @@
 """The cost probe: parameters, MACs/FLOPs, latency, throughput and peak memory of
 every family as the input grows, plus a same-run sgemm roofline.
 
-Cells (``task`` says which):
+Cells (the ``variant`` says which; neither runs a registered task):
 
 * ``forward`` -- one model x input side ``size`` x ``batch``. Models are built at
   32 px (their default) and run at ``size``. MACs come from ``fcnprobe.flops``
@@ -15,16 +15,14 @@ Cells (``task`` says which):
   record with ``forward_ok=False`` and ``error_message``. Out of memory halves
   the batch as timm's ``_try_run`` does (``batch_used``, ``oom_backoffs``); out
   of memory at batch 1 is recorded the same way with ``oom=True``.
-* ``roofline`` (model ``sgemm``) -- a square fp32 matmul's GFLOP/s on the same
+* ``roofline`` (model ``none``) -- a square fp32 matmul's GFLOP/s on the same
   device with the same threads. Each timed forward cell also times that sgemm
   in blocks interleaved with its own, so ``roofline_frac`` (achieved GFLOP/s
   over ``gemm_gflops_per_s_ref``) compares two numbers taken under the same load.
 
-Peak memory: CUDA, ``max_memory_allocated`` after ``reset_peak_memory_stats``
-around one forward (weights and input included). CPU, the profiler's memory
-events (``profile_memory=True``): live-tensor bytes at op granularity plus the
-resident weights and input, so the two devices measure the same thing;
-transient buffers freed inside one op are not seen.
+Timing, memory and the OOM back-off come from ``fcnprobe.measure`` (``timing``,
+``memory``); FLOPs from ``fcnprobe.measure.flops``. Torch is imported inside
+the functions that run cells, so the declarations can be read without it.
 
 References: timm ``benchmark.py`` (``_try_run``, ``inference_mode``, sync);
 torch.utils.benchmark; fvcore; Williams et al. 2009 (roofline).
@@ -32,26 +30,53 @@ torch.utils.benchmark; fvcore; Williams et al. 2009 (roofline).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import torch
-import torch.nn as nn
+from fcnprobe.config import RunConfig
+from fcnprobe.metrics import declare, metric
+from fcnprobe.probes.base import NO_TASK, Cell, CellContext, CellOutput, Probe, register_probe
+from fcnprobe.utils import default_head, one_line, param_count
 
-from fcnprobe.config import RunConfig, resolve_device, synchronize
-from fcnprobe.flops import MAC_FLOPS, count_flops, estimate_flops
-from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
+if TYPE_CHECKING:
+    import torch.nn as nn
 
-__all__ = ["CostProbe", "CostSettings", "count_flops", "gemm_gflops", "try_batches"]
+    from fcnprobe.measure.timing import TimingConfig
+
+__all__ = ["CostProbe", "CostSettings", "measure_forward"]
 
 BUILD_SIZE = 32  # every model is built for 32 px (its default) and evaluated at other sizes
 IN_CHANNELS = 3
 DEFAULT_MODELS = ("fcn", "fcn_encdec", "dilated", "cnn_fc", "fcn_gap", "attention", "nonlocal",
                   "coordconv", "seed_simple_fcn")  # the seed's three examples share one architecture
-GEMM_MODEL, GEMM_TASK = "sgemm", "roofline"
+FORWARD, ROOFLINE = "forward", "roofline"  # the variants
+_MACHINE = [metric("threads_count", "torch threads", unit="count"), metric("device_name", "device"),
+            metric("tf32_matmul", "TF32 matmul on"), metric("tf32_cudnn", "TF32 cuDNN on")]
+_COUNTS = [metric("macs", "multiply-adds per forward", "lower"), metric("flops", "FLOPs per forward", "lower"),
+           metric("flops_fvcore", "FLOPs (fvcore + handles)"), metric("flops_torch", "FLOPs (FlopCounterMode)"),
+           metric("flops_fvcore_stock", "FLOPs (stock fvcore)"), metric("flops_torch_stock",
+                                                                        "FLOPs (stock FlopCounterMode)"),
+           metric("flops_agree", "fvcore and FlopCounterMode agree"), metric("macs_source", "MACs counted by"),
+           metric("unsupported_ops", "ops fvcore skipped", is_array=True),
+           metric("uncounted_ops", "ops counted by neither", is_array=True),
+           metric("macs_by_op_names", "operators", is_array=True, unit=""),
+           metric("macs_by_op", "MACs per operator", is_array=True, unit="MACs")]
+_TIMING = [metric("batch_used", "batch timed", unit="count"), metric("oom_backoffs", "OOM batch halvings",
+                                                                       unit="count"),
+           metric("latency_ms_median", "latency, median", "lower"), metric("latency_ms_iqr", "latency IQR", "lower"),
+           metric("latency_ms_p90", "latency, 90th percentile", "lower"),
+           metric("timing_runs", "timed blocks", unit="count"), metric("timing_block", "calls per block",
+                                                                         unit="count"),
+           metric("samples_per_s", "throughput", "higher"), metric("peak_mem_mb", "peak memory", "lower"),
+           metric("peak_mem_method", "peak memory measured by"),
+           metric("achieved_gflops_per_s", "achieved rate", "higher"),
+           metric("roofline_frac", "fraction of the sgemm rate", "higher"),
+           metric("gemm_gflops_per_s_ref", "sgemm rate beside this cell")]
+COST_METRICS = declare(_MACHINE, _COUNTS, _TIMING, [
+    metric("params_count", "parameters"), metric("pixels", "input pixels", unit="count"),
+    metric("build_size", "side the model was built for", unit="px"), metric("forward_ok", "forward ran"),
+    metric("error_message", "why the forward failed"), metric("oom", "out of memory"),
+    metric("timed", "timed"), metric("gemm_gflops_per_s", "sgemm rate", "higher"),
+    metric("gemm_n", "sgemm side", unit="count")])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +100,12 @@ class CostSettings:
     gemm_n_cuda: int = 4096  # on CUDA a small matmul does not fill the device
 
 
-@register_probe("cost", order=40)
+@register_probe("cost", order=40, help="parameters, FLOPs, latency and memory against input size")
 class CostProbe(Probe):
     """Cost vs resolution per family, and the sgemm ceiling; see the module docstring."""
+
+    metrics = COST_METRICS
+    variants = (FORWARD, ROOFLINE)
 
     settings_by_preset = {
         "smoke": CostSettings(models=("fcn", "attention", "cnn_fc"), sizes=(32, 64), sizes_cuda=(32, 64),
@@ -91,24 +119,36 @@ class CostProbe(Probe):
     }
 
     def cells(self, cfg: RunConfig, settings: CostSettings) -> list[Cell]:
+        from fcnprobe.device import resolve_device
         from fcnprobe.models import list_models
 
         cuda = resolve_device(cfg.device).startswith("cuda")
         models = self.model_names(cfg, list(settings.models) or list_models())
-        out = [Cell.make("cost", GEMM_MODEL, GEMM_TASK, seed=s) for s in cfg.seeds]
+        out = [self.variant_cell(NO_TASK, ROOFLINE, seed=s) for s in cfg.seeds]
         for model in models:
             for size in settings.sizes_cuda if cuda else settings.sizes:
                 batches = (1, settings.throughput_batch) if size in settings.throughput_sizes else (1,)
-                out += [Cell.make("cost", model, "forward", seed=s, size=size, batch=b)
+                out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b)
                         for b in batches for s in cfg.seeds]
         return out
 
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
-        if cell.task == GEMM_TASK:
+        from fcnprobe.device import machine
+        from fcnprobe.measure.timing import gemm_gflops
+
+        if cell.p["variant"] == ROOFLINE:
             n = _gemm_n(ctx.settings, ctx.device)
-            return CellOutput(metrics={"gemm_gflops_per_s": gemm_gflops(n, ctx.device, ctx.settings),
-                                       "gemm_n": n, **_machine(ctx.device)})
+            return CellOutput(metrics={"gemm_gflops_per_s": gemm_gflops(n, _timing(ctx.settings), ctx.device),
+                                       "gemm_n": n, **machine(ctx.device)})
         return CellOutput(metrics=measure_forward(cell.model, cell.p["size"], cell.p["batch"], ctx))
+
+
+def _timing(settings: CostSettings) -> "TimingConfig":
+    """The preset's timing knobs as the measurement library takes them."""
+    from fcnprobe.measure.timing import TimingConfig
+
+    return TimingConfig(settings.warmup, settings.block_s, settings.min_run_time_s, settings.min_repeats,
+                        settings.max_repeats)
 
 
 def _caps(settings: CostSettings, device: str) -> tuple[float, float]:
@@ -119,12 +159,13 @@ def _caps(settings: CostSettings, device: str) -> tuple[float, float]:
 
 def measure_forward(name: str, size: int, batch: int, ctx: CellContext) -> dict[str, Any]:
     """Every metric of one forward cell (see the module docstring)."""
+    from fcnprobe.device import machine
     from fcnprobe.models import MODELS, create_model
 
     native = MODELS.meta(name)["native"]
-    model = create_model(name, head=_head(native), in_channels=IN_CHANNELS, image_size=BUILD_SIZE).eval()
-    base = {"params_count": sum(p.numel() for p in model.parameters()), "pixels": size * size,
-            "build_size": BUILD_SIZE, **_machine(ctx.device)}
+    model = create_model(name, head=default_head(native), in_channels=IN_CHANNELS, image_size=BUILD_SIZE).eval()
+    base = {"params_count": param_count(model), "pixels": size * size, "build_size": BUILD_SIZE,
+            **machine(ctx.device)}
     shape = (batch, IN_CHANNELS, size, size)
     est_flops, failure = _estimate(model, shape, ctx.device)
     if failure is not None:
@@ -138,17 +179,16 @@ def measure_forward(name: str, size: int, batch: int, ctx: CellContext) -> dict[
     return {**out, **_timed(model, shape, counts["macs"] // batch, ctx)}
 
 
-def _head(native: tuple[str, ...]) -> str:
-    """The head each family is costed with: dense when it has one (the segmentation setting)."""
-    return "dense:4" if "dense" in native else ("box" if native[0] == "box" else f"{native[0]}:4")
-
-
-def _estimate(model: nn.Module, shape: tuple[int, ...], device: str) -> tuple[int | None, Exception | None]:
+def _estimate(model: "nn.Module", shape: tuple[int, ...], device: str) -> tuple[int | None, Exception | None]:
     """(FLOPs on the meta device, None), or (None, the model's exception) when it rejects the input.
 
     A meta failure is confirmed by a real batch-1 forward; if that succeeds the
     meta device was the problem and the meta error propagates (a sweep error).
     """
+    import torch
+
+    from fcnprobe.measure.flops import estimate_flops
+
     try:
         return estimate_flops(model, shape), None
     except Exception as meta_exc:  # noqa: BLE001 -- decided below
@@ -160,13 +200,14 @@ def _estimate(model: nn.Module, shape: tuple[int, ...], device: str) -> tuple[in
         raise meta_exc
 
 
-def _message(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"[:500]
-
-
-def _counts(model: nn.Module, shape: tuple[int, ...], est_flops: int, cap: float, device: str) -> dict:
+def _counts(model: "nn.Module", shape: tuple[int, ...], est_flops: int, cap: float, device: str) -> dict:
     """MAC/FLOP metrics at the cell's batch: fvcore + cross-check within the cap, else meta."""
+    import torch
+
+    from fcnprobe.device import release_cuda
+    from fcnprobe.measure.flops import MAC_FLOPS, count_flops
+    from fcnprobe.measure.memory import is_oom
+
     c = None
     if est_flops / MAC_FLOPS <= cap:
         try:
@@ -174,7 +215,7 @@ def _counts(model: nn.Module, shape: tuple[int, ...], est_flops: int, cap: float
         except Exception as exc:  # noqa: BLE001 -- counting runs with grad, so it may OOM where inference fits
             if not is_oom(exc):
                 raise
-            _free(device)
+            release_cuda(device)
     if c is None:
         return {"macs": est_flops // MAC_FLOPS, "flops": est_flops, "flops_fvcore": None, "flops_torch": est_flops,
                 "flops_fvcore_stock": None, "flops_torch_stock": None, "flops_agree": None,
@@ -199,186 +240,58 @@ def _untimed() -> dict[str, Any]:
 
 def _not_run(exc: Exception) -> dict[str, Any]:
     """A model that cannot take the input: the exception is the finding, every cost is None."""
+    from fcnprobe.measure.memory import is_oom
+
     keys = ("macs", "flops", "flops_fvcore", "flops_torch", "flops_fvcore_stock", "flops_torch_stock",
             "flops_agree", "macs_source", "unsupported_ops", "uncounted_ops", "macs_by_op_names", "macs_by_op")
-    return {"forward_ok": False, "error_message": _message(exc), "oom": is_oom(exc),
+    return {"forward_ok": False, "error_message": one_line(exc), "oom": is_oom(exc),
             **{k: None for k in keys}, **_untimed()}
 
 
-def _timed(model: nn.Module, shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext) -> dict:
+def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext) -> dict:
     """Latency, memory and roofline at the largest batch <= the cell's that fits in memory."""
+    import torch
+
+    from fcnprobe.measure.flops import MAC_FLOPS
+    from fcnprobe.measure.memory import is_oom, peak_memory, try_batches
+    from fcnprobe.measure.timing import gemm_fn, gemm_gflops_from_ms, latency
+
     n = _gemm_n(ctx.settings, ctx.device)
-    gemm = _gemm_fn(n, ctx.device)
+    gemm = gemm_fn(n, ctx.device)
 
     def run(batch: int) -> dict:
         x = torch.randn(batch, *shape[1:], device=ctx.device)
         fn = _forward_fn(model, x)
-        return {**latency(fn, ctx.settings, ctx.device, reference=gemm), **peak_memory(fn, model, x, ctx.device)}
+        return {**latency(fn, _timing(ctx.settings), ctx.device, reference=gemm),
+                **peak_memory(fn, model, x, ctx.device)}
 
     try:
         m, used, backoffs = try_batches(run, shape[0], ctx.device)
     except Exception as exc:  # noqa: BLE001 -- OOM at batch 1 is a finding; anything else propagates
         if not is_oom(exc):
             raise
-        return {"forward_ok": False, "error_message": _message(exc), "oom": True, **_untimed()}
+        return {"forward_ok": False, "error_message": one_line(exc), "oom": True, **_untimed()}
     sec = m["latency_ms_median"] / 1e3
     achieved = MAC_FLOPS * macs_per_sample * used / sec / 1e9
-    ceiling = MAC_FLOPS * n**3 / (m.pop("reference_ms_median") / 1e3) / 1e9
+    ceiling = gemm_gflops_from_ms(n, m.pop("reference_ms_median"))
     return {"timed": True, "batch_used": used, "oom_backoffs": backoffs, **m, "samples_per_s": used / sec,
             "achieved_gflops_per_s": achieved, "roofline_frac": achieved / ceiling,
             "gemm_gflops_per_s_ref": ceiling}
 
 
-def _forward_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+def _forward_fn(model: "nn.Module", x: Any) -> Callable[[], Any]:
+    """One forward under inference_mode; a NaN or inf output is a CellError at stage 'forward'."""
+    import torch
+
+    from fcnprobe.utils import check_finite
+
     def fn() -> Any:
         with torch.inference_mode():
             return model(x)
 
+    check_finite(fn(), "forward")
     return fn
-
-
-def is_oom(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's 'can't allocate memory'."""
-    text = str(exc).lower()
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
-def _free(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-
-
-def try_batches(fn: Callable[[int], Any], batch: int, device: str = "cpu") -> tuple[Any, int, int]:
-    """``fn(batch)``, halving the batch on out-of-memory (timm's ``_try_run``).
-
-    Returns (result, batch used, number of halvings); OOM at batch 1 re-raises.
-    """
-    backoffs = 0
-    while True:
-        try:
-            return fn(batch), batch, backoffs
-        except Exception as exc:  # noqa: BLE001 -- only OOM is retried
-            if not is_oom(exc) or batch == 1:
-                raise
-            _free(device)
-            batch, backoffs = max(1, batch // 2), backoffs + 1
-
-
-def latency(fn: Callable[[], Any], settings: CostSettings, device: str,
-            reference: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Median / IQR / p90 (ms per call) over blocks timed by torch.utils.benchmark.
-
-    Each block runs ``fn`` back to back ``timing_block`` times (enough for
-    ``block_s`` seconds); the statistics are over the per-call block means. A
-    ``reference`` is timed in blocks interleaved with ``fn``'s, so both see the
-    same machine load; its median is returned as ``reference_ms_median``.
-    """
-    timers = [_Timed(f, settings, device) for f in (fn, reference) if f is not None]
-    t = timers[0]
-    reps = min(settings.max_repeats,
-               max(settings.min_repeats, math.ceil(settings.min_run_time_s / (t.first * t.block))))
-    for _ in range(reps):
-        for timer in timers:
-            timer.run()
-    out = t.stats()
-    if reference is not None:
-        out["reference_ms_median"] = timers[1].stats()["latency_ms_median"]
-    return out
-
-
-class _Timed:
-    """One callable under a torch.utils.benchmark Timer: warmed up, block size chosen, blocks kept."""
-
-    def __init__(self, fn: Callable[[], Any], settings: CostSettings, device: str) -> None:
-        from torch.utils import benchmark
-
-        self.timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-        for _ in range(settings.warmup):
-            fn()
-        synchronize(device)  # the Timer's own clock synchronises the accelerator at block ends
-        self.first = self.timer.timeit(1).times[0]  # one more warm-up, and the block-size estimate
-        self.block = max(1, math.ceil(settings.block_s / max(self.first, 1e-9)))
-        self.runs: list = []
-
-    def run(self) -> None:
-        self.runs.append(self.timer.timeit(self.block))
-
-    def stats(self) -> dict[str, Any]:
-        from torch.utils import benchmark
-
-        m = benchmark.Measurement.merge(self.runs)[0]
-        times_ms = np.asarray(m.times) * 1e3
-        return {"latency_ms_median": m.median * 1e3, "latency_ms_iqr": m.iqr * 1e3,
-                "latency_ms_p90": float(np.percentile(times_ms, 90)), "timing_runs": len(self.runs),
-                "timing_block": self.block}
-
-
-def _resident_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    tensors = [*model.parameters(), *model.buffers(), x]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def peak_memory(fn: Callable[[], Any], model: nn.Module, x: torch.Tensor, device: str) -> dict[str, Any]:
-    """Peak MiB during one forward, weights and input included (method named in the record)."""
-    if device.startswith("cuda"):
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)  # weights, input and the sgemm operands live here
-        fn()
-        synchronize(device)
-        extra = torch.cuda.max_memory_allocated(device) - base
-        return {"peak_mem_mb": (_resident_bytes(model, x) + extra) / 2**20,
-                "peak_mem_method": "cuda_max_memory_allocated_above_baseline+resident"}
-    peak = _profiled_peak_bytes(fn)
-    return {"peak_mem_mb": (_resident_bytes(model, x) + peak) / 2**20,
-            "peak_mem_method": "cpu_profiler_memory_events_op_level+resident"}
-
-
-def _profiled_peak_bytes(fn: Callable[[], Any]) -> int:
-    """Highest running sum of the profiler's allocation events during ``fn`` (op granularity)."""
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # kineto prints start/stop lines otherwise; probes never print
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
-                    for e in prof.events())
-    running = np.cumsum([b for _, b in events if b])
-    return int(max(running.max(initial=0), 0))
 
 
 def _gemm_n(settings: CostSettings, device: str) -> int:
     return settings.gemm_n_cuda if device.startswith("cuda") else settings.gemm_n
-
-
-def _gemm_fn(n: int, device: str) -> Callable[[], Any]:
-    a, b = (torch.randn(n, n, device=device) for _ in range(2))  # (n, n) fp32 each
-    return lambda: torch.mm(a, b)
-
-
-def gemm_gflops(n: int, device: str, settings: CostSettings) -> float:
-    """GFLOP/s of an (n, n) @ (n, n) fp32 matmul (2 n^3 FLOPs): the roofline ceiling."""
-    stats = latency(_gemm_fn(n, device), settings, device)
-    return MAC_FLOPS * n**3 / (stats["latency_ms_median"] / 1e3) / 1e9
-
-
-def _machine(device: str) -> dict[str, Any]:
-    """Threads and device; on CUDA also whether TF32 is on (cuDNN convs default to it, sgemm does not)."""
-    cuda = device.startswith("cuda")
-    return {"threads_count": torch.get_num_threads(), "device_name": device_name(device),
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-            "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None}
-
-
-@functools.lru_cache(maxsize=None)
-def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or platform.machine()

@@ -24,20 +24,26 @@ per family) on the same data stream, and is scored on the same held-out set; a
 ``*_const`` metric is the score of a model-blind constant, so "learned nothing"
 is visible. Post-processing time = the head's forward after the trunk, median of
 ``torch.utils.benchmark`` ``blocked_autorange`` on 64 test images, per image.
-Numpy metrics live in ``fcnprobe/analysis/shape.py``.
+Numpy metrics live in ``fcnprobe/analysis/shape.py``; timing in
+``fcnprobe.measure.timing``. ``contract`` is a variant (it runs no registered
+task); ``locate`` and ``multi_output`` are registered tasks. Torch is imported
+inside the functions that run cells, so the declarations can be read without it.
 """
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Any, Callable
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from fcnprobe.analysis.shape import SEED_PRINTED
 from fcnprobe.config import RunConfig
+from fcnprobe.metrics import declare, metric, with_const
 from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
+from fcnprobe.utils import one_line
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
 
 SEED_HEADS = {"seed_simple_fcn": "dense:10", "seed_attempted_vector": "vector:5", "seed_bounding_box": "box"}
 # The shapes the seed text prints for Examples 1-3 at 1x3x256x256: the claim under test, quoted.
@@ -47,21 +53,50 @@ EXTRA_ADAPTER_MODEL = "fcn"  # the model that is also run with every registered 
 LOCATE_DESIGNS = (("fcn", "gap"), ("fcn", "gmp"), ("fcn", "softargmax"), ("fcn", "heatmap_decode"),
                   ("cnn_fc", "direct"), ("attention", "direct"), ("coordconv", "gap"))
 MULTI_DESIGNS = ("fcn_adapters", "cnn_fc_heads", "attention_heads")
-TASKS = ("contract", "locate", "multi_output")
+CONTRACT = "contract"  # the variant: no registered task, a forward at one size
+TASKS = (CONTRACT, "locate", "multi_output")
 
 
-class WrongRank(nn.Module):
-    """A deliberately broken control: returns (B, C, H), rank 3, for any head."""
+def _wrong_rank(spec: Any) -> "nn.Module":
+    from fcnprobe.models.layers import WrongRank
 
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(3, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).mean(-1)  # (B, C, H)
+    return WrongRank(spec.channels)
 
 
-CONTROLS: dict[str, Callable[[Any], nn.Module]] = {"control_wrong_rank": lambda spec: WrongRank(spec.channels)}
+CONTROLS: dict[str, Callable[[Any], "nn.Module"]] = {"control_wrong_rank": _wrong_rank}
+
+_CONTRACT = [metric("target_shape", "shape asked for", is_array=True, unit=""),
+             metric("executed", "ran for real (not only on meta)"),
+             metric("forward_gflop", "forward GFLOP (meta count)"), metric("meta_agrees", "meta and real agree"),
+             metric("forward_ok", "forward ran"), metric("out_shape", "output shape", is_array=True, unit=""),
+             metric("out_rank", "output rank", unit=""), metric("follows_input", "output follows the input size"),
+             metric("matches_target", "output is the shape asked for", "higher"),
+             metric("shape_note", "why not"), metric("error_type", "error type"),
+             metric("error_message", "error"), metric("error_stage", "failed at"),
+             metric("build_size", "side the model was built for", unit="px"),
+             metric("seed_printed_shape", "shape the seed prints", is_array=True, unit=""),
+             metric("matches_seed_print", "matches the seed's print")]
+_TRAINED = [metric("params_count", "parameters"), metric("train_time_s", "training time", "lower"),
+            metric("final_loss", "final training loss", "lower"), metric("loss_curve", "training loss", is_array=True),
+            metric("loss_steps", "loss curve steps", is_array=True, unit="count"),
+            metric("test_count", "held-out samples")]
+_BOX = [metric("iou_mean", "box IoU", "higher"), metric("center_acc_frac", "centre hit rate", "higher"),
+        metric("center_err_px", "centre error", "lower")]
+_LOCATE = [*with_const(_BOX), *[metric(f"train_{m.name}", f"{m.label} on training positions", m.direction)
+                                for m in _BOX],
+           metric("postproc_ms_per_image", "post-processing time per image", "lower"),
+           metric("trunk_ms_per_image", "trunk time per image", "lower"),
+           metric("differentiable", "gradient reaches the trunk"), metric("trains_on", "trained on"),
+           metric("head_params_count", "head parameters")]
+_MULTI = [*with_const([metric("findings_f1", "findings F1", "higher"),
+                       metric("findings_acc_frac", "findings accuracy", "higher"),
+                       metric("findings_exact_frac", "all findings right", "higher"),
+                       metric("count_mae", "count error (MAE)", "lower"), metric("count_acc_frac", "count accuracy",
+                                                                                  "higher"),
+                       metric("size_mae", "size error (MAE)", "lower"), metric("box_iou_mean", "box IoU", "higher")]),
+          metric("extra_modules", "modules added per output", is_array=True),
+          metric("extra_params_count", "parameters added for the outputs")]
+SHAPE_METRICS = declare(_CONTRACT, _TRAINED, _LOCATE, _MULTI)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +140,12 @@ def contract_heads(model: str) -> list[str]:
     return [*CONTRACT_HEADS, *extra]
 
 
-@register_probe("shape", order=30)
+@register_probe("shape", order=30, help="output shape vs input shape, and what the add-ons cost and achieve")
 class ShapeProbe(Probe):
     """Shape contract, box adapters on locate, and structured output on multi_output."""
+
+    metrics = SHAPE_METRICS
+    variants = (CONTRACT,)
 
     settings_by_preset = {
         "smoke": ShapeSettings(sizes=((32, 32), (48, 80)), build_size=32, max_exec_gflop=1.0,
@@ -126,11 +164,11 @@ class ShapeProbe(Probe):
     def cells(self, cfg: RunConfig, settings: ShapeSettings) -> list[Cell]:
         from fcnprobe.models import list_models
 
-        tasks = self.task_names(cfg, list(TASKS))
+        tasks = self.task_names(cfg, list(TASKS[1:]))
         models = self.model_names(cfg, list_models())
         out: list[Cell] = []
         for seed in cfg.seeds:
-            if "contract" in tasks:
+            if self.wants_variant(cfg, CONTRACT):
                 out += self._contract_cells(cfg, settings, models, seed)
             if "locate" in tasks:
                 out += [Cell.make(self.name, m, "locate", seed=seed, adapter=a, split=sp)
@@ -145,13 +183,15 @@ class ShapeProbe(Probe):
         cells = []
         for m in [*models, *controls]:
             sizes = list(s.sizes) + ([(SEED_SIZE, SEED_SIZE)] if m in SEED_HEADS else [])
-            cells += [Cell.make(self.name, m, "contract", seed=seed, head=h, height=hh, width=ww)
+            cells += [self.variant_cell(m, CONTRACT, seed, head=h, height=hh, width=ww)
                       for h in contract_heads(m) for hh, ww in dict.fromkeys(sizes)]
         return cells
 
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
-        if cell.task == "contract":
+        if cell.p.get("variant") == CONTRACT:
             return CellOutput(metrics=run_contract(cell, ctx))
+        from fcnprobe.probes.shape_train import run_locate, run_multi
+
         if cell.task == "locate":
             return CellOutput(metrics=run_locate(cell, ctx))
         if cell.task == "multi_output":
@@ -183,8 +223,9 @@ def run_contract(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     return out
 
 
-def _forward(build: Callable[[], nn.Module], shape: tuple[int, ...], device: str) -> dict[str, Any]:
+def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: str) -> dict[str, Any]:
     """Build and run once on ``device``; on 'meta' only shapes are computed, and FLOPs are counted."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     res: dict[str, Any] = {"shape": None, "gflop": None, "exc": None, "stage": "build"}
@@ -205,7 +246,7 @@ def _forward(build: Callable[[], nn.Module], shape: tuple[int, ...], device: str
     return res
 
 
-def check_contract(build: Callable[[], nn.Module], head: str, height: int, width: int, in_channels: int = 3,
+def check_contract(build: Callable[[], "nn.Module"], head: str, height: int, width: int, in_channels: int = 3,
                    device: str = "cpu", max_exec_gflop: float | None = None) -> dict[str, Any]:
     """Forward one (1, C, H, W) input; a build or forward error is returned as data.
 
@@ -229,10 +270,9 @@ def check_contract(build: Callable[[], nn.Module], head: str, height: int, width
                                                                      type(real["exc"]) is type(meta["exc"]))}
     if res["exc"] is not None:
         exc = res["exc"]
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return {**rec, "forward_ok": False, "out_shape": None, "out_rank": None, "follows_input": None,
                 "matches_target": False, "shape_note": None, "error_type": type(exc).__name__,
-                "error_message": msg[:500], "error_stage": res["stage"]}
+                "error_message": one_line(exc).partition(": ")[2], "error_stage": res["stage"]}
     shape = res["shape"]
     return {**rec, "forward_ok": True, "out_shape": shape, "out_rank": len(shape),
             "follows_input": len(shape) == 4 and shape[-2:] == [height, width], "matches_target": shape == target,
@@ -247,155 +287,3 @@ def shape_note(shape: list[int], target: list[int]) -> str | None:
         kind = "a spatial map" if len(shape) == 4 else f"a rank-{len(shape)} tensor"
         return f"rank {len(shape)}, expected rank {len(target)}: got {kind} {shape} where {target} was asked for"
     return f"got {shape}, expected {target}"
-
-
-# -- trained designs: locate and multi_output --------------------------------------------
-
-
-def shared_seed(cell: Cell, **keys: Any) -> int:
-    """A seed shared by every design of a task (same data, same test set), varying with --seeds."""
-    return Cell.make("shape", "*", cell.task, seed=cell.seed, **keys).torch_seed
-
-
-def time_ms_per_image(fn: Callable[[], Any], n: int, min_s: float) -> float:
-    """Median of torch.utils.benchmark's blocked_autorange (CUDA-synchronised), per image, in ms."""
-    from torch.utils.benchmark import Timer
-
-    def run() -> Any:
-        with torch.inference_mode():
-            return fn()
-
-    t = Timer("run()", globals={"run": run}, num_threads=torch.get_num_threads())
-    return t.blocked_autorange(min_run_time=min_s).median / n * 1e3
-
-
-def head_timings(net: nn.Module, x: torch.Tensor, min_s: float) -> dict[str, float]:
-    """Post-processing = everything after the trunk (the head or adapter); the trunk for scale."""
-    net.eval()
-    size = tuple(x.shape[-2:])
-    with torch.inference_mode():
-        feats = net.trunk(x)  # (B, F, h, w)
-    return {"postproc_ms_per_image": time_ms_per_image(lambda: net.head(feats, size), len(x), min_s),
-            "trunk_ms_per_image": time_ms_per_image(lambda: net.trunk(x), len(x), min_s)}
-
-
-def _subset(pos: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """At most ``count`` rows of ``pos``, chosen by a seeded permutation (all when count >= len)."""
-    if count >= len(pos):
-        return pos
-    return pos[torch.randperm(len(pos), generator=torch.Generator().manual_seed(seed))[:count]]
-
-
-def _box_scores(net: nn.Module, batch: Any, size: int, prefix: str = "", suffix: str = "") -> dict[str, float]:
-    from fcnprobe.analysis.shape import box_iou, centre_metrics
-    from fcnprobe.train import predict
-
-    pred = predict(net, batch.inputs).cpu().numpy()  # (N, 4)
-    true = batch.targets.cpu().numpy()
-    scores = {"iou_mean": float(box_iou(pred, true).mean()),
-              **centre_metrics(pred, batch.meta["center"].cpu().numpy(), size)}
-    return {f"{prefix}{k}{suffix}": v for k, v in scores.items()}
-
-
-def run_locate(cell: Cell, ctx: CellContext) -> dict[str, Any]:
-    """Train one (model, adapter) on a split's train positions; score every (or eval_count) test position."""
-    import torch.nn.functional as F
-
-    from fcnprobe.models import ADAPTERS, create_model
-    from fcnprobe.models.adapters import HeatmapView, gradient_reaches_trunk
-    from fcnprobe.tasks import create_task
-    from fcnprobe.train import TrainBudget, family_lr, train
-
-    s, adapter, dev = ctx.settings.locate, cell.p["adapter"], ctx.device
-    task = create_task("locate", split=cell.p["split"])
-    head = "box" if adapter == "direct" else f"box@{adapter}"
-    net = create_model(cell.model, head=head, in_channels=task.in_channels, image_size=task.image_size,
-                       width=s.width, depth=s.depth)
-    on_mask = adapter != "direct" and ADAPTERS.meta(adapter).get("trains_on") == "mask"
-    if on_mask:  # the seed's route: dense supervision, then post-processing
-        model, loss = HeatmapView(net), lambda y, b: F.binary_cross_entropy_with_logits(y, b.meta["mask"])
-    else:
-        model, loss = net, lambda y, b: F.l1_loss(y, b.targets)
-    budget = TrainBudget(s.steps, s.batch_size, s.log_every)
-    res = train(model, lambda n, g: task.sample(n, g, "train"), loss, budget, family_lr(cell.model),
-                dev, shared_seed(cell, split=cell.p["split"]))
-    seed = shared_seed(cell, split=cell.p["split"], part="eval")
-    test = task.render(_subset(task.positions("test"), s.eval_count, seed).to(dev))
-    seen = task.render(_subset(task.positions("train"), s.eval_count, seed).to(dev))
-    const = ConstantBox(seen.targets.mean(0))  # model-blind baseline: the mean training box
-    return {**_box_scores(net, test, task.image_size), **_box_scores(net, seen, task.image_size, "train_"),
-            **_box_scores(const, test, task.image_size, suffix="_const"),
-            **head_timings(net, test.inputs[:64], s.timing_min_s),
-            "differentiable": gradient_reaches_trunk(net, test.inputs[:4]),
-            "trains_on": "mask" if on_mask else "box", "test_count": len(test.inputs),
-            "params_count": _count(net), "head_params_count": _count(net.head),
-            "train_time_s": res.train_time_s, "final_loss": res.final_loss,
-            "loss_curve": res.losses, "loss_steps": res.loss_steps}
-
-
-class ConstantBox(nn.Module):
-    """Predicts the same box for every input."""
-
-    def __init__(self, box: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("box", box)  # (4,)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.box.expand(len(x), 4)  # (B, 4)
-
-
-def _count(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-MULTI_HEADS = {  # design -> output -> head string; the FCN needs an adapter for each non-dense output
-    "fcn_adapters": {"findings": "vector:4@gap", "params": "vector:2@gap", "box": "box@softargmax"},
-    "cnn_fc_heads": {"findings": "vector:4", "params": "vector:2", "box": "box"},
-    "attention_heads": {"findings": "vector:4", "params": "vector:2", "box": "box"},
-}
-
-
-def multi_loss(y: torch.Tensor, batch: Any) -> torch.Tensor:
-    """BCE on findings + MSE on the scaled (count, size) + L1 on the box, unweighted."""
-    import torch.nn.functional as F
-
-    from fcnprobe.tasks.multi_output import LAYOUT
-
-    f, p, b = (LAYOUT[k] for k in ("findings", "params", "box"))
-    return (F.binary_cross_entropy_with_logits(y[:, f], batch.targets[:, f])
-            + F.mse_loss(y[:, p], batch.targets[:, p]) + F.l1_loss(y[:, b], batch.targets[:, b]))
-
-
-def extra_modules(net: nn.Module) -> list[str]:
-    """What each output needed on top of the shared trunk, in words, with its parameter count."""
-    from fcnprobe.models import ADAPTERS
-
-    out = []
-    for name, spec in net.specs.items():
-        _, _, adapter = spec.partition("@")
-        what = ADAPTERS.meta(adapter)["summary"] if adapter else f"native {type(net.heads[name]).__name__}"
-        out.append(f"{name} ({spec}): {what}; {_count(net.heads[name])} params")
-    return out
-
-
-def run_multi(cell: Cell, ctx: CellContext) -> dict[str, Any]:
-    """Train one structured-output design; per-output errors on a shared held-out sample."""
-    from fcnprobe.analysis.shape import structured_scores
-    from fcnprobe.models.adapters import build_multi_head
-    from fcnprobe.tasks import create_task
-    from fcnprobe.tasks.multi_output import LAYOUT
-    from fcnprobe.train import TrainBudget, family_lr, predict, train
-
-    s, dev, design = ctx.settings.multi, ctx.device, cell.p["design"]
-    task = create_task("multi_output", image_size=ctx.settings.multi_image_size)
-    net = build_multi_head(cell.model, MULTI_HEADS[design], in_channels=task.in_channels,
-                           image_size=task.image_size, width=s.width, depth=s.depth)
-    res = train(net, task.sample, multi_loss, TrainBudget(s.steps, s.batch_size, s.log_every),
-                family_lr(cell.model), dev, shared_seed(cell))
-    test = task.sample(s.eval_count, torch.Generator(dev).manual_seed(shared_seed(cell, part="eval")))
-    y = predict(net, test.inputs).cpu().numpy()  # (N, 10)
-    scores = structured_scores(y, test.targets.cpu().numpy(), test.meta["count"].cpu().numpy(),
-                               test.meta["mean_side"].cpu().numpy(), LAYOUT, task.max_count, task.max_side)
-    return {**scores, "extra_modules": extra_modules(net), "extra_params_count": _count(net.heads),
-            "params_count": _count(net), "train_time_s": res.train_time_s, "final_loss": res.final_loss,
-            "loss_curve": res.losses, "loss_steps": res.loss_steps, "test_count": len(y)}

@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jinja2
-
 from fcnprobe.report.data import RunData, table_html
+from fcnprobe.report.env import environment
 from fcnprobe.report.sections import SECTIONS, ordered
 from fcnprobe.report.verdicts import compute_verdicts
 from fcnprobe.results import MANIFEST, TABLE, RunStore
@@ -26,12 +25,6 @@ from fcnprobe.results import MANIFEST, TABLE, RunStore
 SYMBOLS = {"supported": "✔", "partly": "◐", "not supported": "✘", "not measured": "○"}
 ENV_KEYS = ("fcnprobe_version", "git_sha", "git_dirty", "python", "torch", "cuda", "device", "device_name",
             "cpu", "torch_threads", "hostname", "timestamp")
-
-
-def environment() -> jinja2.Environment:
-    loader = jinja2.PackageLoader("fcnprobe.report", "templates")
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
 
 
 def _failures(run: RunData) -> str | None:

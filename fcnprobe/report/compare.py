@@ -1,4 +1,4 @@
-"""Deltas between two runs: the same cells, metric by metric, with a device warning."""
+"""Deltas between two runs: the same cells, metric by metric (by declared label), with a device warning."""
 from __future__ import annotations
 
 import numbers
@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from fcnprobe.report.data import RunData, table_html
+from fcnprobe.report.env import environment
 
 ID_COLS = ("cell_id", "probe", "model", "task", "seed")
 
@@ -16,6 +17,7 @@ def metric_deltas(a: RunData, b: RunData) -> pd.DataFrame:
     if a.df.empty or b.df.empty:
         return pd.DataFrame()
     skip = {"seed", "wall_time_s"}
+    names = {**a.labels, **b.labels}  # the declared label, not the raw metric name
     rows = []
     ok_a = a.df[a.df.status == "ok"].set_index("cell_id")
     ok_b = b.df[b.df.status == "ok"].set_index("cell_id")
@@ -25,7 +27,7 @@ def metric_deltas(a: RunData, b: RunData) -> pd.DataFrame:
             va, vb = ra.get(m), rb.get(m)
             if m in skip or m.startswith(("param_", "array_")) or not _num(va) or not _num(vb):
                 continue
-            rows.append({"probe": ra.probe, "model": ra.model, "task": ra.task, "metric": m,
+            rows.append({"probe": ra.probe, "model": ra.model, "task": ra.task, "metric": names.get(m, m),
                          "run A": float(va), "run B": float(vb), "B - A": float(vb) - float(va),
                          "relative": (float(vb) - float(va)) / abs(float(va)) if float(va) else None})
     return pd.DataFrame(rows)
@@ -44,8 +46,6 @@ def device_warning(a: RunData, b: RunData) -> str | None:
 
 
 def render_comparison(a: RunData, b: RunData) -> str:
-    from fcnprobe.report.build import environment
-
     deltas = metric_deltas(a, b)
     changed = deltas[deltas["B - A"].abs() > 0] if not deltas.empty else deltas
     return environment().get_template("compare.html.j2").render(

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from fcnprobe.report.data import RunData
+from fcnprobe.utils import failure_threshold as threshold  # the context probe's rule, shared
 
-MIDPOINT = 0.5  # failure = accuracy below chance + MIDPOINT * (1 - chance), as in the context probe
+__all__ = ["distance_summary", "reach_of", "reach_split", "threshold"]
 
 
 def _as_list(v) -> list:
@@ -69,7 +70,3 @@ def distance_summary(run: RunData, task: str, radius_of: str | None = None) -> p
 def _value(row: pd.Series, key: str, default):
     v = row.get(key)
     return default if v is None or pd.isna(v) else float(v)
-
-
-def threshold(chance: float) -> float:
-    return chance + MIDPOINT * (1 - chance)

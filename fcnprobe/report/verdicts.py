@@ -19,8 +19,20 @@ from fcnprobe.report.evidence import distance_summary, threshold
 
 SUCCESS = 0.9  # min per-bin accuracy for "succeeds at every distance"
 WORSE = 0.10  # relative margin for "worse" in claim 4
-LOCAL_FCN_VARIANTS = ("dilated", "fcn_encdec", "coordconv")  # convolution only, no global op
+# The experiment's designed pair for claim 1: the plain FCN and the same stack plus one global-average
+# branch. Every other grouping reads the model catalogue's category ('fcn' = convolution only).
+REFERENCE_FCN, ONE_POOL_FCN = "fcn", "fcn_gap"
 SEED_SHAPES = SEED_PRINTED
+
+
+def _local_variants(run: RunData, present) -> list[str]:
+    """Convolution-only models (category 'fcn') other than the reference, present in ``present``."""
+    return [m for m in run.models_in("fcn") if m != REFERENCE_FCN and m in present]
+
+
+def _global_models(run: RunData, present) -> list[str]:
+    """Models with a global operation (category 'global_op') present in ``present``."""
+    return [m for m in run.models_in("global_op") if m in present]
 
 
 @dataclasses.dataclass
@@ -90,14 +102,15 @@ def claim1(run: RunData) -> tuple[str, str]:
     supported if fcn_gap (an FCN plus one global-average branch, no FC layer) also fails beyond the
     plain fcn's reach; partly if fcn_gap does not (a fully convolutional net needs only one pooling
     op to abstract globally)."""
-    s, ref = _cue(run), distance_summary(run, "global_cue", radius_of="fcn")
-    if s.empty or "fcn" not in s.index or "fcn_gap" not in s.index:
-        return "not measured", "needs context-probe records for fcn and fcn_gap on global_cue."
-    fcn, gap = s.loc["fcn"], ref.set_index("model").loc["fcn_gap"]
-    ev = (f"global_cue: fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px reach, "
-          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); fcn_gap {_pct(gap.beyond)} beyond that reach")
-    if "cnn_fc" in s.index:
-        ev += f"; cnn_fc min bin {_pct(s.loc['cnn_fc'].min_acc)}"
+    s, ref = _cue(run), distance_summary(run, "global_cue", radius_of=REFERENCE_FCN)
+    if s.empty or REFERENCE_FCN not in s.index or ONE_POOL_FCN not in s.index:
+        return "not measured", f"needs context-probe records for {REFERENCE_FCN} and {ONE_POOL_FCN} on global_cue."
+    fcn, gap = s.loc[REFERENCE_FCN], ref.set_index("model").loc[ONE_POOL_FCN]
+    ev = (f"global_cue: {REFERENCE_FCN} {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px reach, "
+          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); {ONE_POOL_FCN} {_pct(gap.beyond)} beyond that reach")
+    for m in _global_models(run, s.index):
+        if m != ONE_POOL_FCN:
+            ev += f"; {m} min bin {_pct(s.loc[m].min_acc)}"
     if _untrained(fcn):
         return "not measured", ev + f"; {_untrained(fcn)}."
     if not _fails_beyond(fcn):
@@ -113,30 +126,34 @@ def claim2(run: RunData) -> tuple[str, str]:
     """From the shape contract: supported if every dense-head cell of the fully convolutional
     families that ran produced an output whose spatial size follows the input; not supported if
     any did not. The evidence adds what the add-ons do: how many sizes a pooling adapter and
-    cnn_fc handle."""
-    df = run.ok("shape", "contract")
+    the fixed-size global-op models (cnn_fc) handle."""
+    df = run.ok("shape", variant="contract")
     if df.empty or "follows_input" not in df:
         return "not measured", "needs shape-probe contract records."
     heads = df["param_head"].astype(str)
-    fcn_dense = df[df.model.isin(["fcn", "dilated", "fcn_encdec", "coordconv", "seed_simple_fcn"])
-                   & heads.str.startswith("dense") & (df.forward_ok == True)]  # noqa: E712
+    fcn_dense = df[df.model.isin(run.models_in("fcn")) & heads.str.startswith("dense")
+                   & (df.forward_ok == True)]  # noqa: E712
     if fcn_dense.empty:
         return "not measured", "no dense FCN contract cells ran."
     tied = int((fcn_dense.follows_input == True).sum())  # noqa: E712
     ev = f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size"
-    ev += _adapter_and_fc_counts(df)
+    ev += _adapter_and_fc_counts(df, _global_models(run, set(df.model)))
     return ("supported" if tied == len(fcn_dense) else "not supported"), ev + "."
 
 
-def _adapter_and_fc_counts(df: pd.DataFrame) -> str:
+def _adapter_and_fc_counts(df: pd.DataFrame, global_models: list[str]) -> str:
+    """What the add-ons do: the reference FCN with a pooling adapter, and global-op models that reject sizes."""
     heads = df["param_head"].astype(str)
-    gap = df[(df.model == "fcn") & heads.str.startswith("vector")]
-    fc = df[df.model == "cnn_fc"]
+    gap = df[(df.model == REFERENCE_FCN) & heads.str.startswith("vector")]
     out = ""
     if len(gap):
-        out += f"; fcn with a pooling adapter gives a fixed vector at {int((gap.matches_target == True).sum())}/{len(gap)} sizes"  # noqa: E712,E501
-    if len(fc):
-        out += f"; cnn_fc runs at {int((fc.forward_ok == True).sum())}/{len(fc)} sizes"  # noqa: E712
+        hits = int((gap.matches_target == True).sum())  # noqa: E712
+        out += f"; {REFERENCE_FCN} with a pooling adapter gives a fixed vector at {hits}/{len(gap)} sizes"
+    for m in global_models:
+        rows = df[df.model == m]
+        ran = int((rows.forward_ok == True).sum())  # noqa: E712
+        if ran < len(rows):  # a fixed-size model: the add-on that ties the input size instead
+            out += f"; {m} runs at {ran}/{len(rows)} sizes"
     return out
 
 
@@ -145,22 +162,23 @@ def _adapter_and_fc_counts(df: pd.DataFrame) -> str:
 def claim3(run: RunData) -> tuple[str, str]:
     """On global_cue: not measured unless the plain fcn reaches 90% within its own TRF; not
     supported if the plain fcn does not fail beyond its TRF (accuracy there at or above the
-    midpoint of chance and 1); partly if a convolution-only variant (dilated, fcn_encdec,
+    midpoint of chance and 1); partly if another convolution-only model (category 'fcn': dilated, fcn_encdec,
     coordconv) succeeds (90%) at every distance, which it can only do when its TRF covers the
     image, so the limit is the TRF, not convolution; supported otherwise."""
     s = _cue(run)
-    if s.empty or "fcn" not in s.index:
-        return "not measured", "needs context-probe records for fcn on global_cue."
-    fcn = s.loc["fcn"]
+    if s.empty or REFERENCE_FCN not in s.index:
+        return "not measured", f"needs context-probe records for {REFERENCE_FCN} on global_cue."
+    fcn = s.loc[REFERENCE_FCN]
+    local = _local_variants(run, s.index)
     parts = [f"fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px TRF radius and "
              f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)})"]
-    parts += [_describe(s, m) for m in (*LOCAL_FCN_VARIANTS, "fcn_gap", "attention") if m in s.index]
+    parts += [_describe(s, m) for m in (*local, *_global_models(run, s.index))]
     ev = "; ".join(parts)
     if _untrained(fcn) or fcn.beyond is None or pd.isna(fcn.beyond):
         return "not measured", ev + f"; {_untrained(fcn) or 'no distance bin lies beyond the fcn TRF'}."
     if not _fails_beyond(fcn):
         return "not supported", ev + "."
-    rescued = [m for m in LOCAL_FCN_VARIANTS if m in s.index and _succeeds(s.loc[m])]
+    rescued = [m for m in local if _succeeds(s.loc[m])]
     if rescued:
         return "partly", ev + f". {', '.join(rescued)} reach every distance without any global op."
     return "supported", ev + "."
@@ -211,7 +229,7 @@ def _example(model: str, n: int):
     want = SEED_SHAPES[model]
 
     def check(run: RunData) -> tuple[str, str]:
-        df = run.ok("shape", "contract")
+        df = run.ok("shape", variant="contract")
         if df.empty or "out_shape" not in df:
             return "not measured", "needs shape-probe contract records."
         hit = df[(df.model == model) & (df.get("param_height") == 256) & (df.get("param_width") == 256)]

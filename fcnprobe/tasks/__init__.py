@@ -1,18 +1,10 @@
 """Synthetic tasks, generated on the fly from a seed; the registry lives here.
 
-Importing this package registers every task module that exists.
+Importing this package registers every task module in it (adding a task is adding a file).
 """
-import importlib
-
+from fcnprobe.registry import import_submodules
 from fcnprobe.tasks.base import TASKS, Batch, Task, create_task, list_tasks, register_task
 
-_TASK_MODULES = ("context", "locate", "multi_output")
-
-for _name in _TASK_MODULES:
-    try:
-        importlib.import_module(f"fcnprobe.tasks.{_name}")
-    except ModuleNotFoundError as _exc:  # not built yet
-        if _exc.name != f"fcnprobe.tasks.{_name}":
-            raise
+import_submodules(__name__, __path__)
 
 __all__ = ["TASKS", "Batch", "Task", "create_task", "list_tasks", "register_task"]

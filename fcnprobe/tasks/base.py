@@ -53,7 +53,14 @@ class Task:
 
 
 def register_task(name: str, **meta: Any) -> Callable[[type], type]:
-    """Class decorator registering a Task subclass under ``name``."""
+    """Class decorator registering a Task subclass under ``name``.
+
+    Metadata the probes read (``TASKS.meta(name)``): ``kind`` (the head it needs),
+    ``distance`` (what the distance of ``distances()`` measures, in words),
+    ``bins`` (how the context probe bins it: ``near_cue`` fine bins from the cue,
+    ``uniform`` bins over ``min_distance..max_distance``, ``fixed`` one bin at
+    ``task.distance``) and ``sweep_param`` (a constructor argument swept per cell).
+    """
 
     def deco(cls: type) -> type:
         cls.name = name

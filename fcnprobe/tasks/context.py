@@ -144,7 +144,7 @@ class PairedTask(ContextTask):
         raise NotImplementedError
 
 
-@register_task("global_cue", kind="dense", distance="to the nearest target pixel")
+@register_task("global_cue", kind="dense", distance="to the nearest target pixel", bins="near_cue")
 class GlobalCue(PairedTask):
     """Dense broadcast of the class of a small target (or 'absent', label 0) to every pixel."""
 
@@ -184,7 +184,8 @@ class GlobalCue(PairedTask):
         return chebyshev_to_box(batch.meta["y0"], batch.meta["x0"], CUE_SIZE, self.image_size, self.image_size)
 
 
-@register_task("shift", kind="dense", distance="the shift d (one model per d)")
+@register_task("shift", kind="dense", distance="the shift d (one model per d)", bins="fixed",
+               sweep_param="distance")
 class Shift(ContextTask):
     """Dense copy: the label at (y, x) is the colour class at (y, x + d)."""
 
@@ -216,7 +217,7 @@ class Shift(ContextTask):
         return batch.meta["distance"].view(-1, 1, 1).expand_as(batch.targets)
 
 
-@register_task("same_different", kind="vector", distance="between the two cue centres")
+@register_task("same_different", kind="vector", distance="between the two cue centres", bins="uniform")
 class SameDifferent(PairedTask):
     """Are two 3x3 cues, at a random centre distance, the same colour? (label 1 = same)."""
 

@@ -9,9 +9,17 @@ import pandas as pd
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.evidence import reach_of, distance_summary
-from fcnprobe.report.sections import Section, register_section
+from fcnprobe.report.sections.base import Section, register_section
 
-BINNED_TASKS = ("global_cue", "same_different", "pathfinder_lite")
+
+
+def binned_tasks(run: RunData) -> list[str]:
+    """Tasks whose context records hold more than one distance bin (read from the data, not by name)."""
+    df = run.ok("context")
+    if df.empty or "acc_by_dist_frac" not in df:
+        return []
+    many = df["acc_by_dist_frac"].map(lambda v: isinstance(v, (list, tuple)) and len(v) > 1)
+    return sorted(df[many].task.unique())
 
 
 def _curve(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +73,7 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
     cap = "shift: one model trained per distance d; output at p must copy the input class at p+d."
     fig_ = F.to_svg(fig, "Accuracy against shift distance per model", cap)
     tab.columns = [f"d={int(c)}" for c in tab.columns]
-    return fig_, table_html(tab.reset_index())
+    return fig_, table_html(tab.reset_index(), run.labels)
 
 
 def _summary_table(run: RunData, task: str) -> str | None:
@@ -73,9 +81,9 @@ def _summary_table(run: RunData, task: str) -> str | None:
     if s.empty:
         return None
     s = s.rename(columns={"within": "acc within reach", "beyond": "acc beyond reach", "min_acc": "min bin acc",
-                          "acc": "overall acc", "radius_px": "reach px", "failure_dist_px": "fails at px (median)",
+                          "acc": "overall acc", "radius_px": "reach (px)", "failure_dist_px": "fails at (px, median)",
                           "ceiling": "pooled ceiling"}).dropna(axis=1, how="all")
-    return table_html(s)
+    return table_html(s, run.labels)
 
 
 @register_section("context", order=10)
@@ -85,7 +93,7 @@ def context_section(run: RunData) -> Section | None:
     sec = Section("context", "Global context: accuracy against cue distance",
                   "Can each model use information farther away than its theoretical receptive field "
                   "(TRF), and where does it stop?", _METHOD)
-    for task in BINNED_TASKS:
+    for task in binned_tasks(run):
         fig, tab = _distance_figure(run, task), _summary_table(run, task)
         if fig:
             sec.figures.append(fig)

@@ -7,16 +7,15 @@ from fcnprobe.analysis.common import loglog_slope
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.evidence import distance_summary
-from fcnprobe.report.sections import Section, register_section
+from fcnprobe.report.sections.base import Section, register_section
 
 AT_SIZE = 64  # the size of the per-family table, as in the closing note
 
 
 def _forward(run: RunData) -> pd.DataFrame:
-    df = run.ok("cost")
+    df = run.ok("cost", variant="forward")
     if df.empty or "param_size" not in df:
         return pd.DataFrame()
-    df = df[df.model != "sgemm"]
     if "forward_ok" in df:
         df = df[df.forward_ok != False]  # noqa: E712
     return df.assign(pixels=df["param_size"].astype(float) ** 2)
@@ -45,13 +44,13 @@ def _s(v) -> str:
     return "—" if v is None else f"slope {v:.2f}"
 
 
-def _table_at(df: pd.DataFrame) -> str | None:
+def _table_at(df: pd.DataFrame, names: dict[str, str]) -> str | None:
     at = df[df["param_size"] == AT_SIZE]
     if at.empty:
         return None
     cols = [c for c in ("param_batch", "params_count", "macs", "latency_ms_median", "latency_ms_iqr",
                         "samples_per_s", "peak_mem_mb", "roofline_frac") if c in at]
-    return table_html(at[["model", *cols]].sort_values(["model", *cols[:1]]))
+    return table_html(at[["model", *cols]].sort_values(["model", *cols[:1]]), names)
 
 
 def _pareto(run: RunData, df: pd.DataFrame) -> F.Figure | None:
@@ -88,16 +87,16 @@ def cost_section(run: RunData) -> Section | None:
         fig, slopes = _scaling_figure(df)
         sec.figures.append(fig)
         sec.tables.append(("Log-log slopes against pixel count (batch 1)", table_html(slopes)))
-    tab = _table_at(df)
+    tab = _table_at(df, run.labels)
     if tab:
         sec.tables.append((f"Per family at {AT_SIZE}×{AT_SIZE}", tab))
     pareto = _pareto(run, df)
     if pareto:
         sec.figures.append(pareto)
-    gemm = run.ok("cost", "roofline")
+    gemm = run.ok("cost", variant="roofline")
     if not gemm.empty and "gemm_gflops_per_s" in gemm:
         sec.notes.append(f"Roofline ceiling: a large sgemm reached {gemm.gemm_gflops_per_s.iloc[0]:.1f} GFLOP/s "
-                         "on this device in this run; roofline_frac is each model's achieved fraction of it.")
+                         "on this device in this run; 'fraction of the sgemm rate' is each model's achieved fraction of it.")
     return sec
 
 

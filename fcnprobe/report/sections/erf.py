@@ -7,7 +7,7 @@ import pandas as pd
 from fcnprobe.analysis.common import loglog_slope
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
-from fcnprobe.report.sections import Section, register_section
+from fcnprobe.report.sections.base import Section, register_section
 
 TABLE_COLS = ["erf_std_px", "hca_side_px_t50", "hca_side_px_t99", "trf_px", "trf_numeric_px", "erf_trf_ratio"]
 
@@ -93,7 +93,7 @@ def erf_section(run: RunData) -> Section | None:
     if cols:
         keys = ["model"] + (["param_trained"] if "param_trained" in fam else [])
         tab = fam.groupby(keys)[cols].mean(numeric_only=True).reset_index()
-        sec.tables.append(("ERF metrics per family (mean over inits and inputs)", table_html(tab)))
+        sec.tables.append(("ERF metrics per family (mean over inits and inputs)", table_html(tab, run.labels)))
     return sec
 
 

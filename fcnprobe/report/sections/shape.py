@@ -5,7 +5,7 @@ import pandas as pd
 
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
-from fcnprobe.report.sections import Section, register_section
+from fcnprobe.report.sections.base import Section, register_section
 
 
 def _cell_text(row: pd.Series) -> str:
@@ -16,7 +16,7 @@ def _cell_text(row: pd.Series) -> str:
 
 
 def contract_matrix(run: RunData) -> str | None:
-    df = run.ok("shape", "contract")
+    df = run.ok("shape", variant="contract")
     if df.empty or "forward_ok" not in df:
         return None
     df = df.assign(size=df["param_height"].astype(int).astype(str) + "×" + df["param_width"].astype(int).astype(str),
@@ -84,7 +84,8 @@ def shape_section(run: RunData) -> Section | None:
         sec.figures.append(bars)
         cols = [c for c in ("param_adapter", "param_split", "iou_mean", "center_err_px", "center_acc_frac",
                             "postproc_ms_per_image", "differentiable", "params_count") if c in loc]
-        sec.tables.append(("Adapters on the locate task", table_html(loc[["model", *cols]].sort_values(cols[:2]))))
+        table = table_html(loc[["model", *cols]].sort_values(cols[:2]), run.labels)
+        sec.tables.append(("Adapters on the locate task", table))
     multi = run.ok("shape", "multi_output")
     if not multi.empty:
         curves = _loss_curves(multi)
@@ -92,7 +93,7 @@ def shape_section(run: RunData) -> Section | None:
             sec.figures.append(curves)
         cols = [c for c in ("param_design", "findings_f1", "count_mae", "size_mae", "box_iou_mean",
                             "params_count", "extra_modules") if c in multi]
-        sec.tables.append(("Structured output (multi_output)", table_html(multi[["model", *cols]])))
+        sec.tables.append(("Structured output (multi_output)", table_html(multi[["model", *cols]], run.labels)))
     return sec
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch.nn as nn
 
 import fcnprobe
-from fcnprobe.models import theoretical_receptive_field as trf
+from fcnprobe.measure.receptive import theoretical_receptive_field as trf
 from fcnprobe.models.convnets import yu_koltun_dilations
 
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fcnprobe.analysis.shape import conv_out_size
-from fcnprobe.flops import ALLOWLIST, FAST_PATH_OPS, count_flops, estimate_flops
+from fcnprobe.measure.flops import ALLOWLIST, FAST_PATH_OPS, count_flops, estimate_flops
 from fcnprobe.models import MODELS, create_model, list_models
 
 

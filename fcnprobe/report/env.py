@@ -1,0 +1,15 @@
+"""The report's Jinja2 environment, shared by the run page and the comparison page.
+
+Autoescaping is on for every template, and an undefined variable is an error
+(``StrictUndefined``), so a template typo fails loudly instead of printing nothing.
+"""
+from __future__ import annotations
+
+import jinja2
+
+
+def environment() -> jinja2.Environment:
+    """The environment over ``fcnprobe/report/templates``."""
+    loader = jinja2.PackageLoader("fcnprobe.report", "templates")
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)

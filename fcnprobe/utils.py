@@ -1,0 +1,67 @@
+"""Small helpers that several layers share, so each is written once.
+
+Torch-free at import (the report imports ``failure_threshold``); ``check_finite``
+and ``param_count`` only touch the tensors they are given.
+
+* ``one_line``: an exception as ``'Type: first line'`` (records, CLI messages).
+* ``default_head``: the head a family is measured with when a probe does not train it.
+* ``param_count``: trainable and frozen parameters of a module.
+* ``failure_threshold``: the accuracy below which a distance bin "fails" (analysis and report).
+* ``IGNORE_INDEX``: the target value cross-entropy skips (torch's default, -100).
+* ``check_finite``: NaN / inf -> ``CellError`` naming the stage, so a bad model is an error record.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from fcnprobe.errors import CellError
+
+IGNORE_INDEX = -100  # dense targets outside the scored pixels; torch's cross_entropy default
+FAILURE_MIDPOINT = 0.5  # a bin fails below chance + FAILURE_MIDPOINT * (1 - chance)
+MAX_MESSAGE = 500  # characters of an exception kept in a metric or record
+
+
+def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
+    """``'ValueError: first line of the message'``, cut to ``limit`` characters."""
+    text = str(exc).strip().splitlines()
+    return (f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:limit]
+
+
+def default_head(native: Iterable[str], channels: int = 4) -> str:
+    """``dense:C`` where the family has a dense head, else its first native head (``box`` or ``vector:C``)."""
+    native = tuple(native)
+    if "dense" in native:
+        return f"dense:{channels}"
+    return "box" if native[0] == "box" else f"{native[0]}:{channels}"
+
+
+def param_count(module: Any) -> int:
+    """Number of parameters of an ``nn.Module`` (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def failure_threshold(chance: float) -> float:
+    """Midpoint of chance and perfect accuracy: below it a distance bin counts as failed."""
+    return chance + FAILURE_MIDPOINT * (1 - chance)
+
+
+def check_finite(value: Any, stage: str) -> Any:
+    """Return ``value`` unchanged; raise CellError naming ``stage`` if it holds NaN or inf.
+
+    Accepts a tensor, a numpy array or a number. Used on model outputs and
+    gradients, so a model that returns NaN gives an error record that says where.
+    """
+    if value is None:
+        return value
+    if hasattr(value, "isfinite") and hasattr(value, "all") and hasattr(value, "detach"):  # a torch tensor
+        ok = bool(value.detach().isfinite().all())
+    elif hasattr(value, "dtype") and hasattr(value, "shape"):  # numpy
+        import numpy as np
+
+        ok = bool(np.isfinite(value).all()) if np.issubdtype(value.dtype, np.number) else True
+    else:
+        ok = not (isinstance(value, float) and not math.isfinite(value))
+    if not ok:
+        raise CellError(f"non-finite values at stage '{stage}'")
+    return value
