@@ -20,14 +20,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from fcnprobe.analysis.common import loglog_slope
+from fcnprobe.analysis.common import is_variant, loglog_slope
 
 TABLE_COLUMNS = ("params_count", "macs", "latency_ms_median", "samples_per_s", "peak_mem_mb", "roofline_frac")
 
 
 def forward_rows(df: pd.DataFrame, batch: int | None = 1) -> pd.DataFrame:
     """The cost probe's forward cells that ran (forward_ok), at ``batch`` (None: every batch)."""
-    rows = df[(df["probe"] == "cost") & (df["task"] == "forward") & (df["status"] == "ok")]
+    rows = df[(df["probe"] == "cost") & is_variant(df, "forward") & (df["status"] == "ok")]
     if "forward_ok" in rows:
         rows = rows[rows["forward_ok"].fillna(False).astype(bool)]
     if batch is not None:
@@ -100,7 +100,7 @@ def cost_table(df: pd.DataFrame, size: int = 64) -> pd.DataFrame:
 
 def roofline_ceiling(df: pd.DataFrame) -> float | None:
     """The roofline cell's sgemm GFLOP/s (mean over seeds), or None if it did not run."""
-    r = df[(df["probe"] == "cost") & (df["task"] == "roofline") & (df["status"] == "ok")]
+    r = df[(df["probe"] == "cost") & is_variant(df, "roofline") & (df["status"] == "ok")]
     if r.empty or "gemm_gflops_per_s" not in r:
         return None
     return float(r["gemm_gflops_per_s"].mean())

@@ -15,6 +15,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from fcnprobe.analysis.common import is_variant
+
 
 SEED_PRINTED = {"seed_simple_fcn": [1, 10, 256, 256], "seed_attempted_vector": [1, 5, 256, 256],
                 "seed_bounding_box": [1, 4, 256, 256]}  # the shapes the seed's Examples 1-3 print
@@ -70,11 +72,11 @@ def contract_matrix(df: pd.DataFrame, mark: Iterable[str] = ("\u2713", "\u2717")
     """Model/head x input size: the output shape with a mark, or the error type, per contract record.
 
     ``df`` is ``load_run(...)`` filtered to the shape probe's contract records
-    (task ``contract``). A tick means the forward ran *and* the shape matches the
+    (variant ``contract``). A tick means the forward ran *and* the shape matches the
     head's target; a cross with a shape means it ran but gave the wrong shape.
     """
     ok, bad = tuple(mark)
-    rows = df[df["task"] == "contract"]
+    rows = df[is_variant(df, "contract")]
 
     def cell(r: pd.Series) -> str:
         if not r["forward_ok"]:

@@ -94,7 +94,26 @@ def model_catalog() -> dict[str, dict[str, Any]]:
     The report reads it from there, since it cannot import the zoo (torch).
     """
     keep = ("category", "family", "native", "user")
-    return {n: {k: v for k, v in MODELS.meta(n).items() if k in keep} for n in MODELS.names()}
+    out = {n: {k: v for k, v in MODELS.meta(n).items() if k in keep} for n in MODELS.names()}
+    for name, meta in out.items():
+        if meta.get("category") is None:
+            meta["category"] = measured_category(name)
+    return out
+
+
+def measured_category(name: str) -> str | None:
+    """For a family that declares no category: 'fcn' if its TRF is finite, 'global_op' if global.
+
+    A finite TRF rules out global pooling, attention and FC layers; None when the model cannot be built.
+    """
+    from fcnprobe.measure.receptive import theoretical_receptive_field
+    from fcnprobe.utils import default_head
+
+    try:
+        model = create_model(name, head=default_head(MODELS.meta(name)["native"]))
+    except Exception:  # noqa: BLE001 -- a user factory may fail; the catalogue then says nothing
+        return None
+    return "fcn" if theoretical_receptive_field(model) is not None else "global_op"
 
 
 def list_models(pattern: str = "*") -> list[str]:

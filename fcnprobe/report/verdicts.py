@@ -203,16 +203,16 @@ def claim4(run: RunData) -> tuple[str, str]:
         return "not measured", "needs an FCN design and at least one other."
     fcn, others = means.loc[fcn_rows[0]], means.drop(index=fcn_rows[0])
     const = df.groupby("param_design")[[f"{m}_const" for m in metrics if f"{m}_const" in df]].mean().mean()
-    worse, learned, parts = 0, 0, []
+    worse, learned, parts, names = 0, 0, [], run.labels
     for m, higher in metrics.items():
         best = others[m].max() if higher else others[m].min()
         top = max(best, fcn[m]) if higher else min(best, fcn[m])
         if f"{m}_const" in const and _gain(top, const[f"{m}_const"], higher) <= WORSE:
-            parts.append(f"{m}: no design beat the constant guess ({fmt(const[f'{m}_const'])})")
+            parts.append(f"{names.get(m, m)}: no design beat the constant guess ({fmt(const[f'{m}_const'])})")
             continue
         learned += 1
         worse += _gain(best, fcn[m], higher) > WORSE
-        parts.append(f"{m} {fmt(fcn[m])} vs best other {fmt(best)}")
+        parts.append(f"{names.get(m, m)} {fmt(fcn[m])} vs best other {fmt(best)}")
     ev = f"{fcn_rows[0]}: " + "; ".join(parts) + f" — worse on {worse}/{learned} learned outputs"
     if learned == 0:
         return "not measured", ev + "."

@@ -10,8 +10,10 @@ import fcnprobe
 from fcnprobe.analysis.erf import axis_std, support_box, trinomial_map, trinomial_variance
 from fcnprobe.config import RunConfig
 from fcnprobe.models import list_models
-from fcnprobe.probes.erf import (_centre_unit, _untrained_head, effective_receptive_field, gradient_maps,
-                                 numeric_receptive_field, theoretical_receptive_field)
+from fcnprobe.measure.erf import effective_receptive_field, gradient_maps
+from fcnprobe.measure.receptive import centre_unit as _centre_unit
+from fcnprobe.measure.receptive import numeric_receptive_field, theoretical_receptive_field
+from fcnprobe.probes.erf import _untrained_head
 from fcnprobe.results import Record, RunStore, load_run
 from fcnprobe.sweep import run_sweep
 

@@ -28,7 +28,9 @@ def cue(model, accs, trf, chance=0.5, i=0):
 
 def make_run(root: Path, records: list[Record], arrays: dict | None = None) -> Path:
     store = RunStore(root)
-    store.write_manifest({"config": {"preset": "smoke"}, "provenance": PROV, "settings": {}})
+    from fcnprobe.models import model_catalog  # what the sweep stores: the report groups models by category
+
+    store.write_manifest({"config": {"preset": "smoke"}, "provenance": PROV, "settings": {}, "models": model_catalog()})
     for rec in records:
         store.write_record(rec, (arrays or {}).get(rec.cell_id))
     return root
@@ -39,11 +41,11 @@ ALL_GOOD = [0.99, 0.98, 0.97, 0.97, 0.96, 0.96]
 
 
 def contract(model, head, h, out_shape, ok=True, matches=True, error_type=None, i=0):
-    return _rec("shape", model, "contract",
+    return _rec("shape", model, "none",
                 {"forward_ok": ok, "out_shape": out_shape, "target_shape": None,
                  "follows_input": (out_shape is not None and len(out_shape) == 4 and out_shape[-1] == h) if ok else None,
                  "matches_target": matches, "error_type": error_type,
-                 "error_message": None}, i, head=head, height=h, width=h)
+                 "error_message": None}, i, head=head, height=h, width=h, variant="contract")
 
 
 def error_record(model, message):

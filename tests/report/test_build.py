@@ -54,5 +54,5 @@ def test_comparison_reports_deltas_and_device_warning(tmp_path):
     man["provenance"]["device_name"] = "Other GPU"
     (b / "manifest.json").write_text(json.dumps(man))
     html = build_comparison(a, b, tmp_path / "cmp").read_text()
-    assert "different devices" in html and "acc_frac" in html
-    assert np.isclose(1.0 - np.mean(FCN_FAILS), float(html.split("acc_frac</td>")[1].split("<td>")[3].split("<")[0]), atol=1e-3)
+    assert "different devices" in html and "held-out accuracy" in html and "acc_frac" not in html
+    assert np.isclose(1.0 - np.mean(FCN_FAILS), float(html.split("held-out accuracy</td>")[1].split("<td>")[3].split("<")[0]), atol=1e-3)
