@@ -16,7 +16,7 @@ import torch
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from fcnprobe.probes.cost import device_name
+    from fcnprobe.device import device_name
 
     machine_info["torch_version"] = torch.__version__
     machine_info["torch_threads"] = torch.get_num_threads()

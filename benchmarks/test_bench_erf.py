@@ -20,7 +20,7 @@ import torch
 from torch.utils import benchmark as tb
 
 import fcnprobe
-from fcnprobe.probes.erf import gradient_maps
+from fcnprobe.measure.erf import gradient_maps
 
 N_INPUTS = 32  # maps averaged per model, as in the quick preset
 CASES = [("fcn", 32), ("attention", 32), ("seed_simple_fcn", 32)]  # (model, image side px)

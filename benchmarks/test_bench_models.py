@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcnprobe.flops import count_flops
+from fcnprobe.measure.flops import count_flops
 from fcnprobe.models import MODELS, create_model, list_models
 
 BENCH_SIZE = 64  # px; the cost table's size, small enough for a 2-core CI box

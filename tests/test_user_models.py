@@ -18,7 +18,7 @@ from fcnprobe.results import load_run
 from fcnprobe.sweep import run_sweep
 
 TINY = "user_model_fixture:tiny_fcn"
-REAL_PROBES = ("context", "erf", "shape", "cost")
+REAL_PROBES = tuple(n for n in PROBES.names() if type(PROBES.get(n)).__module__.startswith("fcnprobe."))
 
 
 @pytest.mark.parametrize("head, shape", [("dense:4", (2, 4, 20, 24)), ("vector:5", (2, 5)), ("box", (2, 4))])

@@ -1,11 +1,15 @@
-"""A toy probe for sweep tests: cells that succeed, raise, return NaN or sleep."""
+"""Toy probes for sweep tests (cells that succeed, raise, return NaN or sleep), and a toy task
+plus a toy probe with declared metrics, registered from outside the package the way a user
+would (CONTRIBUTING.md; tests/test_extend.py runs them end to end)."""
 from __future__ import annotations
 
 import time
 
 import torch
 
+from fcnprobe.metrics import declare, metric
 from fcnprobe.probes.base import PROBES, Cell, CellOutput, Probe, register_probe
+from fcnprobe.tasks import TASKS, Batch, Task, register_task
 
 NAME = "toy"
 
@@ -113,12 +117,73 @@ def ensure_model_registered() -> None:
 ensure_model_registered()
 
 
+# -- a task and a probe added from outside the package (tests/test_extend.py) --
+TASK_NAME = "toy_bright"  # is the image brighter than average? image-level, two classes
+DECLARED_NAME = "toy_declared"
+
+
+class ToyBright(Task):
+    """Vector task: class 1 when the image's mean is positive (a global OR a pooled FCN solves)."""
+
+    kind = "vector"
+
+    @property
+    def chance(self) -> float:
+        return 0.5
+
+    @property
+    def num_outputs(self) -> int:
+        return 2
+
+    def sample(self, n, generator):
+        x = torch.randn(n, 3, self.image_size, self.image_size, generator=generator)  # (n, 3, S, S)
+        return Batch(x, (x.mean((1, 2, 3)) > 0).long())  # (n,)
+
+
+class ToyDeclared(Probe):
+    """Untrained accuracy on the toy task, and the output scale on a blank image (a variant)."""
+
+    settings_by_preset = {"smoke": 8, "quick": 16, "full": 64}  # samples scored
+    metrics = declare([metric("toy_acc_frac", "untrained accuracy on toy_bright", "higher"),
+                       metric("toy_out_abs_mean", "mean |output| on a blank image", unit="")])
+    variants = ("blank",)
+
+    def cells(self, cfg, settings):
+        models = self.model_names(cfg, ["fcn"])
+        return ([Cell.make(DECLARED_NAME, m, TASK_NAME, seed=s) for m in models for s in cfg.seeds]
+                + [self.variant_cell(m, "blank", s) for m in models for s in cfg.seeds])
+
+    def run_cell(self, cell, ctx):
+        from fcnprobe.models import create_model
+        from fcnprobe.tasks import create_task
+
+        task = create_task(TASK_NAME, image_size=16)
+        model = create_model(cell.model, head=task.head, image_size=16).eval()
+        with torch.no_grad():
+            if cell.task == TASK_NAME:
+                batch = task.sample(ctx.settings, torch.Generator().manual_seed(cell.torch_seed))
+                acc = (model(batch.inputs).argmax(1) == batch.targets).float().mean().item()
+                return CellOutput(metrics={"toy_acc_frac": acc})
+            out = model(torch.zeros(1, 3, 16, 16))
+        return CellOutput(metrics={"toy_out_abs_mean": out.abs().mean().item()})
+
+
+def ensure_declared_registered() -> None:
+    if TASK_NAME not in TASKS:
+        register_task(TASK_NAME, kind="vector", distance=None)(ToyBright)
+    if DECLARED_NAME not in PROBES:
+        register_probe(DECLARED_NAME, order=996, help="toy: untrained accuracy and blank-image output")(ToyDeclared)
+
+
+ensure_declared_registered()
+
+
 if __name__ == "__main__":  # `python tests/toy_probe.py toy --out DIR ...`: the CLI with the toy probes
     import sys
 
     from fcnprobe import run
 
-    extra = (NAME, FAULT_NAME, MODEL_NAME)
+    extra = (NAME, FAULT_NAME, MODEL_NAME, DECLARED_NAME)
     for name in extra:  # register again under the importable name, so workers on any executor find them
         PROBES.remove(name)
     import toy_probe  # noqa: F401

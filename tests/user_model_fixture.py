@@ -3,7 +3,7 @@
 ``tiny_fcn`` is what a user would write: a plain conv stack taking the zoo's
 arguments (head, in_channels, image_size, width, depth). ``no_head`` forgets
 ``head``; ``no_depth`` takes neither ``in_channels`` nor ``depth``; ``broken``
-builds but fails in forward.
+builds but fails in forward; ``nan_fcn`` returns NaN everywhere.
 """
 from __future__ import annotations
 
@@ -55,3 +55,15 @@ class _Broken(nn.Module):
 
 def broken(head: str, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     return _Broken()
+
+
+class NaNNet(TinyFCN):
+    """A TinyFCN whose output is all NaN: every probe must turn it into an error naming the stage."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * float("nan")
+
+
+def nan_fcn(head: str, in_channels: int = 3, image_size: int = 32,
+            width: int | None = None, depth: int | None = None) -> nn.Module:
+    return NaNNet(head, in_channels, width or 4, depth or 1)

@@ -71,6 +71,7 @@ _CONTRACT = [metric("target_shape", "shape asked for", is_array=True, unit=""),
              metric("forward_ok", "forward ran"), metric("out_shape", "output shape", is_array=True, unit=""),
              metric("out_rank", "output rank", unit=""), metric("follows_input", "output follows the input size"),
              metric("matches_target", "output is the shape asked for", "higher"),
+             metric("out_finite", "output values are finite (None: not run for real)"),
              metric("shape_note", "why not"), metric("error_type", "error type"),
              metric("error_message", "error"), metric("error_stage", "failed at"),
              metric("build_size", "side the model was built for", unit="px"),
@@ -228,7 +229,7 @@ def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: s
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    res: dict[str, Any] = {"shape": None, "gflop": None, "exc": None, "stage": "build"}
+    res: dict[str, Any] = {"shape": None, "gflop": None, "exc": None, "stage": "build", "finite": None}
     try:
         with torch.device(device):
             model = build().eval()
@@ -241,6 +242,7 @@ def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: s
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"forward returned {type(y).__name__}, not a tensor")
         res["shape"] = list(y.shape)
+        res["finite"] = None if device == "meta" else bool(torch.isfinite(y).all())
     except Exception as exc:  # the failure is the finding (e.g. cnn_fc's flatten at another size)
         res["exc"] = exc
     return res
@@ -272,11 +274,12 @@ def check_contract(build: Callable[[], "nn.Module"], head: str, height: int, wid
         exc = res["exc"]
         return {**rec, "forward_ok": False, "out_shape": None, "out_rank": None, "follows_input": None,
                 "matches_target": False, "shape_note": None, "error_type": type(exc).__name__,
-                "error_message": one_line(exc).partition(": ")[2], "error_stage": res["stage"]}
+                "error_message": one_line(exc).partition(": ")[2], "error_stage": res["stage"], "out_finite": None}
     shape = res["shape"]
     return {**rec, "forward_ok": True, "out_shape": shape, "out_rank": len(shape),
             "follows_input": len(shape) == 4 and shape[-2:] == [height, width], "matches_target": shape == target,
-            "shape_note": shape_note(shape, target), "error_type": None, "error_message": None, "error_stage": None}
+            "shape_note": shape_note(shape, target), "error_type": None, "error_message": None, "error_stage": None,
+            "out_finite": res["finite"]}
 
 
 def shape_note(shape: list[int], target: list[int]) -> str | None:
