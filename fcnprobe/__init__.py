@@ -16,8 +16,7 @@ are exported here from there.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcnprobe.utils import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -49,12 +48,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fcnprobe' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -9,11 +9,13 @@ and ``param_count`` only touch the tensors they are given.
 * ``failure_threshold``: the accuracy below which a distance bin "fails" (analysis and report).
 * ``IGNORE_INDEX``: the target value cross-entropy skips (torch's default, -100).
 * ``check_finite``: NaN / inf -> ``CellError`` naming the stage, so a bad model is an error record.
+* ``lazy_exports``: a package's ``__getattr__`` / ``__dir__`` that import each public name on first use.
 """
 from __future__ import annotations
 
+import importlib
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from fcnprobe.errors import CellError
 
@@ -65,3 +67,15 @@ def check_finite(value: Any, stage: str) -> Any:
     if not ok:
         raise CellError(f"non-finite values at stage '{stage}'")
     return value
+
+
+def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """(``__getattr__``, ``__dir__``) for ``package``: each name in ``table`` is imported from its module
+    on first use (PEP 562), so importing the package stays cheap (and torch-free)."""
+
+    def getattr_(name: str) -> Any:
+        if name in table:
+            return getattr(importlib.import_module(table[name]), name)
+        raise AttributeError(f"module '{package}' has no attribute '{name}'")
+
+    return getattr_, lambda: sorted(table)

@@ -14,8 +14,7 @@ The names below are imported lazily, so ``import fcnprobe.measure`` is cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcnprobe.utils import lazy_exports
 
 _LAZY = {
     "theoretical_receptive_field": "fcnprobe.measure.receptive",
@@ -35,12 +34,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fcnprobe.measure' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
