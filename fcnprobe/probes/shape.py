@@ -1,7 +1,7 @@
 """The shape probe: the seed's claim 2 ("the output dimension of an FCN is tied to
 input dimensions") as a measured table, and what the add-ons cost and achieve.
 
-Three kinds of cell (the ``task`` field says which):
+Three kinds of cell (the variant ``contract``, or the task):
 
 * ``contract`` -- one model x head x input size: the output shape or the error,
   whether it follows the input, whether it is the shape the head asks for. A
@@ -19,15 +19,10 @@ Three kinds of cell (the ``task`` field says which):
 * ``multi_output`` -- the seed's structured output (findings, two numbers, a box)
   from an FCN with adapters, a multi-head cnn_fc, and attention.
 
-Every design of a task trains under the same budget (``fcnprobe.train``, one LR
-per family) on the same data stream, and is scored on the same held-out set; a
-``*_const`` metric is the score of a model-blind constant, so "learned nothing"
-is visible. Post-processing time = the head's forward after the trunk, median of
-``torch.utils.benchmark`` ``blocked_autorange`` on 64 test images, per image.
-Numpy metrics live in ``fcnprobe/analysis/shape.py``; timing in
-``fcnprobe.measure.timing``. ``contract`` is a variant (it runs no registered
-task); ``locate`` and ``multi_output`` are registered tasks. Torch is imported
-inside the functions that run cells, so the declarations can be read without it.
+The trained cells (same budget and data for every design, ``*_const`` baselines)
+run in ``fcnprobe.probes.shape_train``. Numpy metrics live in
+``fcnprobe/analysis/shape.py``. Torch is imported inside the functions that run
+cells, so the declarations can be read without it.
 """
 from __future__ import annotations
 
@@ -129,6 +124,21 @@ class ShapeSettings:
 _ALL_SIZES = ((32, 32), (48, 48), (64, 64), (100, 100), (256, 256), (48, 80), (1, 1))
 
 
+_SMOKE_TRAIN = TrainSettings(steps=2, batch_size=4, width=4, depth=2, eval_count=8, log_every=1, timing_min_s=0.002)
+SMOKE = ShapeSettings(sizes=((32, 32), (48, 80)), build_size=32, max_exec_gflop=1.0, locate=_SMOKE_TRAIN,
+                      multi=_SMOKE_TRAIN, multi_image_size=32,
+                      locate_designs=(("fcn", "softargmax"), ("fcn", "heatmap_decode"), ("cnn_fc", "direct")))
+QUICK = ShapeSettings(
+    sizes=_ALL_SIZES, build_size=32, max_exec_gflop=1.0, multi_image_size=32,
+    locate=TrainSettings(steps=120, batch_size=16, width=8, depth=4, eval_count=256, log_every=10, timing_min_s=0.1),
+    multi=TrainSettings(steps=150, batch_size=32, width=16, depth=4, eval_count=512, log_every=10, timing_min_s=0.1))
+FULL = ShapeSettings(
+    sizes=_ALL_SIZES, build_size=32, max_exec_gflop=None, multi_image_size=32,
+    locate=TrainSettings(steps=3000, batch_size=32, width=32, depth=6, eval_count=784, log_every=25, timing_min_s=0.5),
+    multi=TrainSettings(steps=3000, batch_size=32, width=32, depth=6, eval_count=2048, log_every=25,
+                        timing_min_s=0.5))
+
+
 def contract_heads(model: str) -> list[str]:
     """Heads a model is checked with: the seed's own, or dense/vector/box (+ fcn with every adapter)."""
     from fcnprobe.models import ADAPTERS
@@ -148,19 +158,7 @@ class ShapeProbe(Probe):
     metrics = SHAPE_METRICS
     variants = (CONTRACT,)
 
-    settings_by_preset = {
-        "smoke": ShapeSettings(sizes=((32, 32), (48, 80)), build_size=32, max_exec_gflop=1.0,
-                               locate=TrainSettings(2, 4, 4, 2, 8, 1, 0.002),
-                               multi=TrainSettings(2, 4, 4, 2, 8, 1, 0.002), multi_image_size=32,
-                               locate_designs=(("fcn", "softargmax"), ("fcn", "heatmap_decode"),
-                                               ("cnn_fc", "direct"))),
-        "quick": ShapeSettings(sizes=_ALL_SIZES, build_size=32, max_exec_gflop=1.0,
-                               locate=TrainSettings(120, 16, 8, 4, 256, 10, 0.1),
-                               multi=TrainSettings(150, 32, 16, 4, 512, 10, 0.1), multi_image_size=32),
-        "full": ShapeSettings(sizes=_ALL_SIZES, build_size=32, max_exec_gflop=None,
-                              locate=TrainSettings(3000, 32, 32, 6, 784, 25, 0.5),
-                              multi=TrainSettings(3000, 32, 32, 6, 2048, 25, 0.5), multi_image_size=32),
-    }
+    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
     def cells(self, cfg: RunConfig, settings: ShapeSettings) -> list[Cell]:
         from fcnprobe.models import list_models

@@ -96,7 +96,8 @@ def cost_section(run: RunData) -> Section | None:
     gemm = run.ok("cost", variant="roofline")
     if not gemm.empty and "gemm_gflops_per_s" in gemm:
         sec.notes.append(f"Roofline ceiling: a large sgemm reached {gemm.gemm_gflops_per_s.iloc[0]:.1f} GFLOP/s "
-                         "on this device in this run; 'fraction of the sgemm rate' is each model's achieved fraction of it.")
+                         "on this device in this run; 'fraction of the sgemm rate' is each model's "
+                         "achieved fraction of it.")
     return sec
 
 
