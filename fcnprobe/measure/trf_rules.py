@@ -9,6 +9,7 @@ table give "unknown" with their name; ``CONSTANT`` ops make an input-free value.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable
 
 import torch
@@ -66,7 +67,10 @@ class Call:
 
 def _pointwise(c: Call) -> list:
     deps = list({id(v): v for v in c.deps()}.values())
-    return [(*ops.pointwise(deps, tuple(o.shape)), deps) for o in c.outs]
+    main = tuple(c.outs[0].shape)
+    stats = (tuple(plain(s) for s in main), lambda box: [], [])  # a norm's mean / rstd: no unit is probed there
+    return [(*ops.pointwise(deps, main), deps) if i == 0 or tuple(o.shape) == main else stats
+            for i, o in enumerate(c.outs)]
 
 
 def _view(c: Call) -> list:
@@ -192,7 +196,7 @@ def _adaptive(c: Call) -> list:
 
 def _upsample(c: Call) -> list:
     v = c.only()
-    n = int(c.name.split("_")[-1][0])
+    n = int(re.search(r"(\d)d", c.name).group(1))
     mode = next(m for m in ("nearest_exact", "nearest", "bicubic", "trilinear", "bilinear", "linear") if m in c.name)
     if c.name.endswith("_aa"):
         raise Unknown("antialiased resampling")
