@@ -74,6 +74,9 @@ ALLOWLIST: dict[str, str] = {  # fvcore ops outside the MAC convention, and why
                   "upsample_bilinear2d", "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_nearest_exact1d",
                   "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "_upsample_bilinear2d_aa",
                   "_upsample_bicubic2d_aa", "grid_sampler")},
+    **{f"aten::{op}": "comparison, or dropout (identity in eval): no arithmetic counted"
+       for op in ("min", "max", "ne", "eq", "lt", "gt", "le", "ge", "dropout", "dropout_", "feature_dropout")},
+    **{f"aten::{op}": f"pooling; {_OTHER_NOTE}" for op in ("adaptive_avg_pool1d", "adaptive_avg_pool3d", "avg_pool1d")},
     **{f"aten::{op}": "tensor creation or reshaping, no arithmetic"
        for op in ("linspace", "meshgrid", "unflatten", "expand_as", "repeat", "clone", "pad", "pixel_shuffle")},
 }
