@@ -127,7 +127,7 @@ LAYOUTS = {  # name -> (config class, model class, config kwargs, torchvision's 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_transformers_layouts_match_torchvision_ops(name):
-    from conftest import require_transformers
+    from transformers_gate import require_transformers
 
     T = require_transformers()
     cfg, cls, kw, gmacs = LAYOUTS[name]

@@ -145,7 +145,7 @@ def test_caller_model_is_untouched():
 
 
 def test_transformers_layouts():
-    from conftest import require_transformers
+    from transformers_gate import require_transformers
 
     T = require_transformers()
     resnet18 = T.ResNetModel(T.ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
