@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from fcnprobe.measure.outputs import find_module, first_tensor, preserved_mode, select_output
-from fcnprobe.measure.trf_ops import Global, Unknown, axes, plain
+from fcnprobe.measure.trf_ops import Global, Opaque, Unknown, axes, plain
 from fcnprobe.measure.trf_rules import CONSTANT, RULES, Call
 
 __all__ = ["GraphRF", "ReceptiveField", "graph_receptive_field", "input_shape"]
@@ -110,24 +110,33 @@ class _Tracer(TorchDispatchMode):
         return out
 
     def _record(self, call: Call, deps: list) -> None:
-        worst = next((v for v in deps if v.kind == "global"), None) or next((v for v in deps if v.kind != "finite"),
-                                                                              None)
-        results, kind, reason = None, "finite", None
-        if worst is not None:
-            kind, reason = worst.kind, worst.reason
-        elif call.name not in RULES:
-            kind, reason = "unknown", f"no receptive-field rule for aten op {call.name!r}"
-        else:
-            try:
-                results = RULES[call.name](call)
-            except Global as e:
-                kind, reason = "global", f"{e} (aten.{call.name})"
-            except Unknown as e:
-                kind, reason = "unknown", f"aten.{call.name}: {e}"
+        kind, reason, results = self._apply(call, deps)
         for i, t in enumerate(call.outs):
-            layout, back, srcs = results[min(i, len(results) - 1)] if results else ((), None, [])
+            layout, back, srcs = results[min(i, len(results) - 1)] if results else (None, None, [])
             self.state[id(t)] = _Value(len(self.keep), tuple(t.shape), layout, kind, reason, back, srcs)
             self.keep.append(t)
+
+    @staticmethod
+    def _apply(call: Call, deps: list) -> tuple[str, str | None, list | None]:
+        """(kind, reason, per-output rule results). Global inputs win; unknown ones with a layout still
+        run the rule, so that mixing their tokens later is seen as global."""
+        glob = next((v for v in deps if v.kind == "global"), None)
+        if glob is not None:
+            return "global", glob.reason, None
+        unk = next((v for v in deps if v.kind != "finite"), None)
+        if unk is not None and any(v.layout is None for v in deps):
+            return "unknown", unk.reason, None
+        if call.name not in RULES:
+            return "unknown", (unk.reason if unk else f"no receptive-field rule for aten op {call.name!r}"), None
+        try:
+            results = RULES[call.name](call)
+        except Global as e:
+            return "global", f"{e} (aten.{call.name})", None
+        except Opaque as e:
+            return "unknown", unk.reason if unk else f"aten.{call.name}: {e}", [(e.layout, None, [])]
+        except Unknown as e:
+            return "unknown", unk.reason if unk else f"aten.{call.name}: {e}", None
+        return ("unknown", unk.reason, results) if unk else ("finite", None, results)
 
 
 def _hull(a: dict, b: dict) -> dict:

@@ -35,6 +35,22 @@ class Unknown(Exception):
     """The op cannot be placed; the message names it."""
 
 
+class Opaque(Exception):
+    """The op's output cannot be traced back to a unit, but its layout is known (``layout``).
+
+    Used for extra tokens concatenated to the spatial ones (a ViT's CLS token):
+    the merged token dim gets the pseudo-axis ``TOKENS``, so a later op that
+    mixes tokens still makes the value global, and anything else keeps it unknown.
+    """
+
+    def __init__(self, message: str, layout: tuple) -> None:
+        super().__init__(message)
+        self.layout = layout
+
+
+TOKENS = -1  # pseudo-axis of a token dim that holds the spatial positions and more
+
+
 def axes(layout: Layout) -> dict:
     """axis -> extent over all dims."""
     return {a: e for dim in layout for a, e in dim if a is not None}

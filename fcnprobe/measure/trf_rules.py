@@ -16,7 +16,7 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 from fcnprobe.measure import trf_ops as ops
-from fcnprobe.measure.trf_ops import Global, Unknown, dim_axes, plain
+from fcnprobe.measure.trf_ops import TOKENS, Global, Opaque, Unknown, dim_axes, plain
 
 CONSTANT = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "new_zeros",
             "new_ones", "new_empty", "new_full", "zero", "fill", "_local_scalar_dense", "is_nonzero", "equal",
@@ -160,9 +160,10 @@ def _cat(c: Call) -> list:
     if c.name == "stack":
         layout = deps[0].layout[:d] + ((),) + deps[0].layout[d:]
     else:
-        if any(dim_axes(v.layout, d) for v in deps):
-            raise Unknown("cat along a spatial axis")
         layout = deps[0].layout[:d] + (plain(c.outs[0].shape[d]),) + deps[0].layout[d + 1:]
+        if any(dim_axes(v.layout, d) for v in deps):
+            tokens = ((TOKENS, c.outs[0].shape[d]),)
+            raise Opaque("cat along a spatial axis (extra tokens)", layout[:d] + (tokens,) + layout[d + 1:])
     if any(ops.axes(v.layout) != ops.axes(deps[0].layout) for v in deps):
         raise Unknown("cat of maps at different resolutions")
     return [(layout, lambda box: [box] * len(deps), deps)]

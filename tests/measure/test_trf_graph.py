@@ -108,6 +108,36 @@ def test_adaptive_pool_to_a_grid_is_global_by_convention():
     assert g.field.kind == "global" and "grows with the image" in g.field.reason
 
 
+class _ClsTokens(nn.Module):
+    """Patch embedding, a CLS token concatenated in front of the patch tokens, optionally attention."""
+
+    def __init__(self, attend: bool):
+        super().__init__()
+        self.embed, self.cls = nn.Conv2d(3, 8, 4, 4), nn.Parameter(torch.zeros(1, 1, 8))
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True) if attend else None
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        t = torch.cat([self.cls.expand(len(t), -1, -1), t], 1)  # (B, 1 + N, C)
+        return self.attn(t, t, t)[0] if self.attn is not None else t
+
+
+class _Windows(nn.Module):
+    """A Swin-style window partition: the view splits each spatial axis into (windows, offset)."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        return x.view(b, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 3, 5, 1).reshape(-1, 16, c)
+
+
+def test_extra_tokens_then_attention_is_global_else_unknown():
+    assert graph_receptive_field(_ClsTokens(True), 32).field.kind == "global"
+    f = graph_receptive_field(_ClsTokens(False), 32).field
+    assert f.kind == "unknown" and "cat along a spatial axis" in f.reason
+    f = graph_receptive_field(_Windows(), 16).field
+    assert f.kind == "unknown" and "view splits a spatial axis" in f.reason
+
+
 class _Flip(nn.Module):
     def forward(self, x):
         return torch.flip(nn.functional.avg_pool2d(x, 3, 1, 1), dims=(-1,))
