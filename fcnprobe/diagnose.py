@@ -110,12 +110,13 @@ def _at_size(model: Any, size: int, output: str | int | None, layer: str | None,
     import torch
 
     from fcnprobe.flops import count_flops
-    from fcnprobe.measure.trf_graph import _in_channels, graph_receptive_field, input_shape
+    from fcnprobe.measure.trf_graph import graph_receptive_field, input_shape, model_in_channels
 
-    shape = input_shape(size, _in_channels(model))
+    shape = input_shape(size, model_in_channels(model))
     g = graph_receptive_field(model, shape[1:], output=output, layer=layer)
     c = count_flops(model, torch.zeros(shape), cross_check=False, meta_above_macs=-1)
-    row = {"image_px": size, "in_channels": shape[1], "trf_kind": g.field.kind, "trf_px": g.field.side_px, "trf_reason": g.field.reason,
+    row = {"image_px": size, "in_channels": shape[1], "trf_kind": g.field.kind, "trf_px": g.field.side_px,
+           "trf_reason": g.field.reason,
            "output_shape": list(g.output_shape), "stages": _stage_rows(g.nodes, size),
            "output_stride": (size / g.output_shape[-1]) if len(g.output_shape) == 4 else None,
            "macs": c.macs, "other_flops": c.other_flops, "activation_bytes": _fresh_bytes(model, shape),
@@ -157,7 +158,8 @@ def diagnose(model: Any, image_sizes: Sequence[int], output: str | int | None = 
 
 def _trf_finding(r: dict) -> str:
     if r["trf_kind"] == "global":
-        return f"The TRF is global at {r['image_px']} px: every output unit can see the whole image ({r['trf_reason']})."
+        return (f"The TRF is global at {r['image_px']} px: every output unit can see the whole image "
+                f"({r['trf_reason']}).")
     if r["trf_kind"] == "unknown":
         return f"The TRF could not be established at {r['image_px']} px: {r['trf_reason']}."
     first = next((s["name"] for s in r["stages"] if s["covers_image"]), None)

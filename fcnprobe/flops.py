@@ -170,7 +170,8 @@ def _other_formulas() -> dict[str, Callable[..., int]]:
                                                                    for op in _ELEMENTWISE},
         "_softmax": _t_per_element(True, 3), "_log_softmax": _t_per_element(True, 3),
         "native_batch_norm": _t_norm(1, 5), "_native_batch_norm_legit": _t_norm(1, 5),
-        "_native_batch_norm_legit_no_training": _t_norm(1, None, False), "_batch_norm_with_update": _t_norm(1, None, True),
+        "_native_batch_norm_legit_no_training": _t_norm(1, None, False),
+        "_batch_norm_with_update": _t_norm(1, None, True),
         "_batch_norm_no_update": _t_norm(1, None, False), "native_layer_norm": _t_norm(2, None, True),
         "native_group_norm": _t_norm(1, None, True),
         **{op: _t_pool for op in ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
@@ -291,9 +292,10 @@ def _fvcore(model: nn.Module, inputs: tuple) -> tuple[int, int, dict[str, int]]:
         from fvcore.nn import jit_handles as jh
 
         fa = FlopCountAnalysis(_Flat(model), inputs).clear_op_handles()  # then only the MAC handles, and ours
-        fa.set_op_handle(**{"aten::addmm": jh.addmm_flop_jit, "aten::bmm": jh.bmm_flop_jit, "aten::mm": jh.matmul_flop_jit,
-                            "aten::_convolution": jh.conv_flop_jit, "aten::einsum": jh.einsum_flop_jit,
-                            "aten::matmul": jh.matmul_flop_jit, "aten::linear": jh.linear_flop_jit}, **FVCORE_HANDLES)
+        fa.set_op_handle(**{"aten::addmm": jh.addmm_flop_jit, "aten::bmm": jh.bmm_flop_jit,
+                            "aten::mm": jh.matmul_flop_jit, "aten::_convolution": jh.conv_flop_jit,
+                            "aten::einsum": jh.einsum_flop_jit, "aten::matmul": jh.matmul_flop_jit,
+                            "aten::linear": jh.linear_flop_jit}, **FVCORE_HANDLES)
         fa.set_op_handle(**{f"aten::{op}": None for op in _FVCORE_OFF})
         fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         total = int(fa.total())  # runs the trace; the queries below read its cached statistics

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from fcnprobe.measure.outputs import preserved_mode, select_output
-from fcnprobe.measure.trf_graph import GraphRF, _in_channels, graph_receptive_field, input_shape
+from fcnprobe.measure.trf_graph import GraphRF, graph_receptive_field, input_shape, model_in_channels
 
 __all__ = ["assert_macs", "assert_output_shape", "assert_receptive_field"]
 
@@ -76,7 +76,7 @@ def _forward_shape(model: nn.Module, shape: tuple, output: str | int | None) -> 
 def assert_output_shape(model: nn.Module, input_size: "int | Sequence[int]", expected: Sequence[int | None],
                         output: str | int | None = None) -> tuple[int, ...]:
     """Fail unless ``model``'s output (or its part ``output``) has shape ``expected``; None matches any size."""
-    shape = input_shape(input_size, _in_channels(model))
+    shape = input_shape(input_size, model_in_channels(model))
     got = _forward_shape(model, shape, output)
     ok = len(got) == len(expected) and all(e is None or e == g for e, g in zip(expected, got))
     if not ok:
@@ -96,7 +96,7 @@ def assert_macs(model: nn.Module, input_size: "int | Sequence[int]", below: floa
     """
     from fcnprobe.flops import count_flops
 
-    shape = input_shape(input_size, _in_channels(model))
+    shape = input_shape(input_size, model_in_channels(model))
     c = count_flops(model, torch.zeros(shape), cross_check=False, meta_above_macs=-1)
     if c.macs >= below:
         top = ", ".join(f"{op} {n / 1e9:.3g} G" for op, n, _ in c.rows()[:3])

@@ -40,7 +40,7 @@ from fcnprobe.measure.outputs import find_module, first_tensor, preserved_mode, 
 from fcnprobe.measure.trf_ops import Global, Opaque, Unknown, axes, plain
 from fcnprobe.measure.trf_rules import CONSTANT, RULES, Call
 
-__all__ = ["GraphRF", "ReceptiveField", "graph_receptive_field", "input_shape"]
+__all__ = ["GraphRF", "ReceptiveField", "graph_receptive_field", "input_shape", "model_in_channels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +177,8 @@ def input_shape(input_size: "int | Sequence[int]", in_channels: int = 3) -> tupl
     return (1, *size) if len(size) == 3 else size
 
 
-def _in_channels(model: nn.Module) -> int:
+def model_in_channels(model: nn.Module) -> int:
+    """Input channels of the first conv (3 when there is none)."""
     conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     return conv.in_channels if conv is not None else 3
 
@@ -226,7 +227,7 @@ def graph_receptive_field(model: nn.Module, input_size: "int | Sequence[int]", o
     """
     if layer is not None:
         find_module(model, layer)  # a clear error before tracing
-    shape = input_shape(input_size, _in_channels(model))
+    shape = input_shape(input_size, model_in_channels(model))
     try:
         tracer, out, seen, path = _run(model, shape)
     except Exception as e:  # the model cannot run at this size: a result, not a crash

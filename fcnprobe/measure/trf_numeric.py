@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from fcnprobe.measure.outputs import probe_tensor
-from fcnprobe.measure.trf_graph import _in_channels, input_shape
+from fcnprobe.measure.trf_graph import input_shape, model_in_channels
 
 __all__ = ["NumericRF", "linearised_copy", "numeric_receptive_field"]
 
@@ -110,7 +110,7 @@ def numeric_receptive_field(model: nn.Module, input_size: "int | Sequence[int]",
                             layer: str | None = None, seed: int = 0) -> NumericRF:
     """Support of |d unit / d input| for the centre unit of the chosen tensor of ``linearised_copy(model)``."""
     lin = linearised_copy(model)
-    shape = input_shape(input_size, _in_channels(model))
+    shape = input_shape(input_size, model_in_channels(model))
     gen = torch.Generator().manual_seed(seed)
     x = (0.5 + torch.rand(shape, generator=gen, dtype=torch.float64)).requires_grad_(True)  # positive
     with torch.enable_grad():

@@ -29,7 +29,8 @@ def _agree(model: nn.Module, size: int, layer: str | None = None):
     return g, num
 
 
-@pytest.mark.parametrize("convs", [[(3, 1, 1)] * 4, [(3, 2, 1), (3, 1, 2), (5, 1, 1)], [(7, 2, 1), (3, 2, 1), (3, 1, 3)]])
+@pytest.mark.parametrize("convs", [[(3, 1, 1)] * 4, [(3, 2, 1), (3, 1, 2), (5, 1, 1)],
+                                   [(7, 2, 1), (3, 2, 1), (3, 1, 3)]])
 def test_conv_stack_closed_form(convs):
     layers, rf, jump = [], 1, 1
     for k, s, d in convs:
