@@ -1,8 +1,8 @@
-"""fcnprobe.flops against closed forms, and fvcore-with-handles vs FlopCounterMode on every model.
+"""fcnprobe.flops against closed forms, and FlopCounterMode vs fvcore-with-handles on every model.
 
 Closed forms (MACs; 1 MAC = 2 FLOPs):
-conv B*Cin*Cout*k^2*Hout*Wout/groups; linear B*in*out; SDPA B*h*L*S*(E+Ev);
-resampling taps-per-output-element x output elements.
+conv B*Cin*Cout*k^2*Hout*Wout/groups; linear B*in*out; SDPA B*h*L*S*(E+Ev).
+other_flops: resampling 2 x taps per output element (nearest 0); layer norm 5 per element.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from fcnprobe.models import MODELS, create_model, list_models
 
 def _check(module: nn.Module, x, expected_macs: int):
     c = count_flops(module, x)
-    assert c.macs == expected_macs
-    assert c.flops == 2 * expected_macs and c.flops_torch == 2 * expected_macs and c.agree
+    assert c.macs == expected_macs == c.macs_fvcore
+    assert c.flops == 2 * expected_macs and c.agree and c.path == "real"
     assert c.unsupported == ()
     return c
 
@@ -54,7 +54,7 @@ def test_sdpa_closed_form(b, h, l, s, e, ev):
 
 
 def _attention_block_macs(b: int, length: int, d: int, heads: int, ff: int) -> tuple[int, int]:
-    """(matmul MACs, fvcore's layer-norm count) of one pre-norm TransformerEncoderLayer."""
+    """(matmul MACs, layer-norm FLOPs) of one pre-norm TransformerEncoderLayer."""
     linear = b * length * (3 * d * d + d * d + 2 * d * ff)  # in-proj, out-proj, FFN
     attn = b * heads * length * length * (2 * d // heads)  # SDPA: E = Ev = d / heads
     return linear + attn, 2 * 5 * b * length * d  # two affine LayerNorms, 5 per element
@@ -71,8 +71,8 @@ def test_attention_block_closed_form_in_every_mode(mode):
         c = count_flops(layer, torch.randn(b, length, d))
         grad_after = torch.is_grad_enabled()
     matmul, norms = _attention_block_macs(b, length, d, heads, ff)
-    assert c.by_operator["layer_norm"] == norms
-    assert c.macs - norms == matmul and c.agree and c.unsupported == ()
+    assert c.other_by_operator["native_layer_norm"] == norms
+    assert c.macs == matmul and c.agree and c.unsupported == ()
     assert not set(FAST_PATH_OPS) & set(c.uncounted)
     assert torch.backends.mha.get_fastpath_enabled() == fast_path_before  # restored
     assert grad_after == (mode in ("eval_grad", "train"))  # the caller's mode is back
@@ -90,7 +90,7 @@ def test_multihead_attention_eval_no_grad():
 
 
 @pytest.mark.parametrize("mode,antialias,shape,out,taps", [
-    ("nearest", False, (1, 2, 8, 8), (16, 16), 1), ("nearest-exact", False, (1, 2, 8, 8), (16, 16), 1),
+    ("nearest", False, (1, 2, 8, 8), (16, 16), 0), ("nearest-exact", False, (1, 2, 8, 8), (16, 16), 0),
     ("bilinear", False, (2, 3, 8, 8), (12, 20), 4), ("bicubic", False, (1, 2, 8, 8), (16, 16), 16),
     ("bilinear", True, (1, 2, 16, 16), (8, 8), 16), ("bicubic", True, (1, 2, 16, 16), (8, 4), 8 * 16),
     ("bilinear", True, (1, 2, 8, 8), (16, 16), 4), ("linear", False, (1, 2, 8), (24,), 2),
@@ -101,7 +101,8 @@ def test_resampling_closed_form(mode, antialias, shape, out, taps):
             return F.interpolate(x, size=out, mode=mode, antialias=antialias) if antialias else \
                 F.interpolate(x, size=out, mode=mode)
 
-    _check(Resize(), torch.randn(*shape), taps * shape[0] * shape[1] * math.prod(out))
+    c = _check(Resize(), torch.randn(*shape), 0)  # resampling is not a MAC
+    assert c.other_flops == 2 * taps * shape[0] * shape[1] * math.prod(out)
 
 
 def test_uncounted_op_outside_the_allowlist_is_reported():
@@ -130,7 +131,7 @@ def _extra_heads(name: str) -> list[str]:
 def _assert_complete(model: nn.Module, x: torch.Tensor, what: str):
     c = count_flops(model, x)
     assert c.unsupported == (), f"{what}: uncounted {c.unsupported}"
-    assert c.agree, f"{what}: torch {c.flops_torch} vs 2 x fvcore {c.flops}"
+    assert c.agree, f"{what}: torch {c.macs} vs fvcore {c.macs_fvcore} MACs"
     assert c.macs == sum(c.by_operator.values()) > 0
     return c
 
@@ -151,7 +152,18 @@ def test_every_registered_model_counts_fully_and_counters_agree(name):
 @pytest.mark.parametrize("name", ["attention", "fcn_encdec", "nonlocal", "coordconv"])
 def test_counts_are_linear_in_batch_but_for_per_forward_work(name):
     model = create_model(name).eval()
-    one, three = (count_flops(model, torch.randn(b, 3, 40, 40), cross_check=False).macs for b in (1, 3))
-    # attention resizes its (1, D, 8, 8) position table to 10x10 once per forward: bilinear, 4 taps
-    per_forward = 4 * model.trunk.pos.shape[1] * 10 * 10 if name == "attention" else 0
-    assert three == 3 * one - 2 * per_forward
+    one, three = (count_flops(model, torch.randn(b, 3, 40, 40), cross_check=False) for b in (1, 3))
+    assert three.macs == 3 * one.macs
+    # attention resizes its (1, D, 8, 8) position table to 10x10 once per forward: bilinear, 4 taps, 2 FLOPs each
+    per_forward = 2 * 4 * model.trunk.pos.shape[1] * 10 * 10 if name == "attention" else 0
+    assert three.other_by_operator.get("upsample_bilinear2d", 0) == \
+        3 * one.other_by_operator.get("upsample_bilinear2d", 0) - 2 * per_forward
+
+
+def test_meta_path_same_convention():
+    model = create_model("attention").eval()
+    x = torch.randn(1, 3, 32, 32)
+    real, meta = count_flops(model, x), count_flops(model, x, meta_above_macs=0)
+    assert meta.path == "meta" and real.path == "real" and meta.agree is None
+    assert meta.macs == real.macs and meta.by_operator.keys() <= real.by_operator.keys() | {"bmm"}
+    assert count_flops(model, x, meta_above_macs=10 * real.macs).path == "real"
