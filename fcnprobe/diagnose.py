@@ -4,7 +4,7 @@ For each image size: the graph TRF of the probed unit and of every stage
 (``fcnprobe.measure.trf_graph``), the ERF of the centre unit at init (and with
 ``weights``, a local ``state_dict`` loaded with ``weights_only=True``) and its
 50% square's coverage of the image, the native output size against the input
-size, MACs and other FLOPs (``fcnprobe.flops``, meta device), the median
+size, MACs and other FLOPs (``fcnprobe.measure.flops``, meta device), the median
 latency of a batch-1 forward (``torch.utils.benchmark``) and the bytes of
 every fresh tensor a forward creates (an upper bound on peak activation
 memory). Then growth exponents against resolution (log-log slopes against the
@@ -52,7 +52,7 @@ def _erf(model: Any, size: int, channels: int, output: str | int | None, layer: 
     import torch
 
     from fcnprobe.analysis.erf import map_metrics
-    from fcnprobe.probes.erf import gradient_maps
+    from fcnprobe.measure.erf import gradient_maps
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(ERF_INPUTS, channels, size, size, generator=gen)
@@ -109,7 +109,7 @@ def _stage_rows(nodes: dict, size: int) -> list[dict]:
 def _at_size(model: Any, size: int, output: str | int | None, layer: str | None, seed: int) -> dict:
     import torch
 
-    from fcnprobe.flops import count_flops
+    from fcnprobe.measure.flops import count_flops
     from fcnprobe.measure.trf_graph import graph_receptive_field, input_shape, model_in_channels
 
     shape = input_shape(size, model_in_channels(model))

@@ -91,10 +91,10 @@ def assert_output_shape(model: nn.Module, input_size: "int | Sequence[int]", exp
 def assert_macs(model: nn.Module, input_size: "int | Sequence[int]", below: float) -> int:
     """Fail unless one forward at ``input_size`` (batch 1) costs fewer than ``below`` multiply-accumulates.
 
-    MACs follow ``fcnprobe.flops``: conv, linear, matmul and attention only,
+    MACs follow ``fcnprobe.measure.flops``: conv, linear, matmul and attention only,
     counted on a meta-device copy (shapes only).
     """
-    from fcnprobe.flops import count_flops
+    from fcnprobe.measure.flops import count_flops
 
     shape = input_shape(input_size, model_in_channels(model))
     c = count_flops(model, torch.zeros(shape), cross_check=False, meta_above_macs=-1)

@@ -4,7 +4,7 @@ every family as the input grows, plus a same-run sgemm roofline.
 Cells (the ``variant`` says which; neither runs a registered task):
 
 * ``forward`` -- one model x input side ``size`` x ``batch``. Models are built at
-  32 px (their default) and run at ``size``. MACs come from ``fcnprobe.flops``
+  32 px (their default) and run at ``size``. MACs come from ``fcnprobe.measure.flops``
   (fvcore + handles, 1 MAC = 2 FLOPs, cross-checked by FlopCounterMode); past
   the preset's count cap the forward is not run twice for counting and
   FlopCounterMode on the meta device stands in (``macs_source``). Cells within

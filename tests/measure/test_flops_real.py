@@ -1,7 +1,7 @@
 """The MAC convention on blocks built here (closed forms) and on transformers layouts (torchvision's ``_ops``).
 
 MACs count conv, linear, matmul and attention only; ``other_flops`` holds the
-elementwise rest (see ``fcnprobe.flops``). Closed forms, for an H x W map:
+elementwise rest (see ``fcnprobe.measure.flops``). Closed forms, for an H x W map:
 ResNet basic block 2 * 9 C^2 HW; MobileNetV3 block HW (2 C E + 9 E) + 2 E S;
 ViT block 12 N D^2 + 2 N^2 D; Swin window block 12 HW C^2 + 2 HW w^2 C.
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fcnprobe.flops import count_flops
+from fcnprobe.measure.flops import count_flops
 from nets import BasicBlock
 
 
