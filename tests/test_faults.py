@@ -57,7 +57,7 @@ def test_killed_local_worker_keeps_finished_records_and_rerun_completes(tmp_path
 
 
 def _cli(out: Path, sleep: str, workers: str = "2") -> subprocess.Popen:
-    env = {**os.environ, "TOY_SLEEP": sleep, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "TOY_SLEEP": sleep, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
     cmd = [sys.executable, str(TESTS / "toy_probe.py"), "toy", "--out", str(out), "--workers", workers,
            "--threads", "1", "--device", "cpu", "--no-progress"]
     # a shell's background job ignores SIGINT and Python would inherit that: restore the default
