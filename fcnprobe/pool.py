@@ -11,8 +11,8 @@ spawn process with its own pipe, driven by one manager thread in the caller:
 * a worker exits when the driver dies: ``PR_SET_PDEATHSIG`` (Linux) sends it
   SIGKILL, a watchdog thread polls ``os.getppid()``, and a closed pipe ends its loop.
 
-The timeout clock starts when a ready worker takes the task, so a worker's
-start-up (importing torch) is not counted. ``alarm`` is the in-process fallback
+The timeout clock starts when a worker has unpacked the task, so a worker's
+start-up (importing torch, the probe's modules) is not counted. ``alarm`` is the in-process fallback
 for ``--workers 1``: SIGALRM interrupts Python code between operations, though
 not a single C call that never returns.
 
@@ -38,6 +38,7 @@ from fcnprobe.errors import CellTimeout
 
 POLL_S = 0.05  # manager wake-up period: how late a timeout may be noticed
 WATCHDOG_S = 0.5  # how often a worker checks that its driver is alive
+START_GRACE_S = 120.0  # extra time to unpickle a task (imports) before its clock starts
 
 
 class WorkerDied(Exception):
@@ -72,7 +73,8 @@ def _worker(conn: mpc.Connection, parent: int, init: Callable[..., None], initar
             return
         if task is None:
             return
-        fn, args = task
+        fn, args = task  # unpickling imported fn's module: only now does the task's clock start
+        conn.send(("start", None))
         try:
             conn.send(("ok", fn(*args)))
         except Exception as exc:  # the future carries it; fall back to text if it does not pickle
@@ -90,7 +92,7 @@ class _Slot:
         self.proc = ctx.Process(target=_worker, args=(child, os.getpid(), init, initargs), daemon=True)
         self.proc.start()
         child.close()
-        self.ready, self.future, self.started = False, None, 0.0
+        self.ready, self.future, self.started, self.begun = False, None, 0.0, False
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -143,7 +145,7 @@ class KillablePool:
                     return
                 fut, fn, args = task
                 if fut.set_running_or_notify_cancel():
-                    slot.future, slot.started = fut, time.monotonic()
+                    slot.future, slot.started, slot.begun = fut, time.monotonic(), False
                     slot.conn.send((fn, args))
 
     def _receive(self, i: int, slot: _Slot) -> None:
@@ -152,8 +154,9 @@ class KillablePool:
         except (EOFError, OSError):
             self._replace(i, WorkerDied(f"a worker exited with code {slot.proc.exitcode}"))
             return
-        if kind == "ready":
+        if kind in ("ready", "start"):
             slot.ready = True
+            slot.started, slot.begun = time.monotonic(), kind == "start"
             return
         fut, slot.future = slot.future, None
         if fut is not None:
@@ -164,7 +167,8 @@ class KillablePool:
             return
         now = time.monotonic()
         for i, slot in enumerate(list(self._slots)):
-            if slot.future is not None and now - slot.started > self.timeout_s:
+            limit = self.timeout_s if slot.begun else self.timeout_s + START_GRACE_S
+            if slot.future is not None and now - slot.started > limit:
                 self._replace(i, CellTimeout(self.timeout_s))
 
     def _replace(self, i: int, why: Exception) -> None:

@@ -182,7 +182,8 @@ class RunStore:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rebuilt = self.rebuild_manifest()
-        warnings.warn(f"{path} is damaged ({reason}); rebuilt from {len(rebuilt['probes'])} probes' cell records",
+        warnings.warn(f"{path} is damaged ({reason}); rebuilt from the cell records "
+                      f"(probes: {', '.join(rebuilt['probes']) or 'none'})",
                       ManifestRebuiltWarning, stacklevel=2)
         with contextlib.suppress(OSError):  # a read-only run can still be reported
             self.write_manifest(rebuilt)
