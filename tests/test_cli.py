@@ -77,8 +77,8 @@ def test_workers_are_capped_at_cells_and_cores_with_a_note():
 
 
 def test_a_user_model_that_cannot_build_gives_error_records_in_every_probe(tmp_path, capsys):
-    """os:system takes no head: every one of its cost cells is an error record, and the run exits 1."""
-    code = main(["cost", "--model", "os:system", "--preset", "smoke", "--workers", "1", "--device", "cpu",
+    """os:system takes no head: every one of its shape cells is an error record (main recorded 8 ok)."""
+    code = main(["shape", "--model", "os:system", "--preset", "smoke", "--workers", "1", "--device", "cpu",
                  "--out", str(tmp_path / "r"), "--no-progress"])
     from fcnprobe.results import load_run
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from fcnprobe import run
-from fcnprobe.errors import RunDirBusy
-from fcnprobe.lock import LOCK, StaleLockWarning, acquire, release
+
+LOCK = ".fcnprobe.lock"
 
 
 def _lock_by(tmp_path, pid: int) -> None:
@@ -28,6 +28,9 @@ def live_pid():
 
 
 def test_live_lock_refuses_and_stale_lock_is_taken_over(tmp_path, live_pid):
+    from fcnprobe.errors import RunDirBusy
+    from fcnprobe.lock import StaleLockWarning, acquire, release
+
     _lock_by(tmp_path, live_pid)
     with pytest.raises(RunDirBusy, match=f"pid {live_pid}"):
         acquire(tmp_path)
@@ -51,5 +54,8 @@ def test_second_run_on_the_same_out_stops_with_one_line(tmp_path, live_pid, toy_
 
 
 def test_sweep_releases_its_lock(tmp_path, toy_probe):
+    from fcnprobe.lock import LOCK as NAME
+
+    assert NAME == LOCK
     assert run.main(["toy", "--out", str(tmp_path), "--workers", "1", "--device", "cpu", "--no-progress"]) == 1
     assert not (tmp_path / LOCK).exists()

@@ -87,9 +87,9 @@ def test_report_renders_when_some_cell_files_are_invalid(tmp_path):
         damage(data)
         path.write_text(json.dumps(data))
     files[3].write_text('{"trunc')
-    records, problems = RunStore(run).scan()
-    assert len(problems) == 4 and len(records) == len(files) - 4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         page = build_report(run)
     assert page.exists() and page.stat().st_size > 10_000
+    records, problems = RunStore(run).scan()
+    assert len(problems) == 4 and len(records) == len(files) - 4

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import time
 
-from fcnprobe.config import CELL_TIMEOUT_S, RunConfig
-from fcnprobe.errors import CellTimeout
+from fcnprobe.config import RunConfig
 from fcnprobe.probes.base import Cell
 from fcnprobe.results import RunStore
-from fcnprobe.sweep import failure_records, run_sweep
+from fcnprobe.sweep import run_sweep
 
 
 def _run(tmp_path, monkeypatch, workers: int):
@@ -33,11 +32,16 @@ def test_in_process_alarm_stops_a_hanging_cell(tmp_path, monkeypatch, toy_probe)
 
 
 def test_timeout_default_per_preset_is_in_the_manifest(tmp_path, toy_probe):
+    from fcnprobe.config import CELL_TIMEOUT_S
+
     run_sweep(["toy"], RunConfig(out=str(tmp_path), device="cpu", workers=1, preset="smoke"), progress=False)
     assert RunStore(tmp_path).read_manifest()["cell_timeout_s"] == CELL_TIMEOUT_S["smoke"] > 0
 
 
 def test_a_group_timeout_gives_each_member_its_own_record():
+    from fcnprobe.errors import CellTimeout
+    from fcnprobe.sweep import failure_records
+
     cells = [Cell.make("toy", "fcn", "none", kind="ok", i=i) for i in range(3)]
     recs = failure_records(cells, CellTimeout(7), "cpu")
     assert [r["cell_id"] for r in recs] == [c.cell_id for c in cells]
