@@ -101,6 +101,11 @@ class _Slot:
         self.conn.close()
 
 
+def _died(slot: _Slot) -> WorkerDied:
+    slot.proc.join(timeout=2)  # a closed pipe can be seen before the exit code is
+    return WorkerDied(f"a worker exited with code {slot.proc.exitcode}")
+
+
 class KillablePool:
     """``submit(fn, *args) -> Future`` on ``workers`` spawn processes; see the module docstring."""
 
@@ -133,7 +138,7 @@ class KillablePool:
                 if slot.conn in ready:
                     self._receive(i, slot)
                 elif slot.proc.sentinel in ready:
-                    self._replace(i, WorkerDied(f"a worker exited with code {slot.proc.exitcode}"))
+                    self._replace(i, _died(slot))
             self._check_timeouts()
 
     def _assign(self) -> None:
@@ -152,7 +157,7 @@ class KillablePool:
         try:
             kind, value = slot.conn.recv()
         except (EOFError, OSError):
-            self._replace(i, WorkerDied(f"a worker exited with code {slot.proc.exitcode}"))
+            self._replace(i, _died(slot))
             return
         if kind in ("ready", "start"):
             slot.ready = True
