@@ -216,7 +216,7 @@ def alarm(seconds: float) -> Iterator[None]:
         raise CellTimeout(seconds)
 
     old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)  # fires again each second if a probe swallows it
     try:
         yield
     finally:

@@ -27,9 +27,9 @@ import traceback
 from typing import Any, Iterable
 
 from fcnprobe.config import RunConfig, resolve_device
-from fcnprobe.errors import CellTimeout, SweepInterrupted, UsageError, WorkerLost
+from fcnprobe.errors import CellTimeout, SweepInterrupted, WorkerLost
 from fcnprobe.executors import CellExecutor, ExecutorSpec, create_executor, init_worker
-from fcnprobe.probes.base import PROBES, Cell, CellContext, Probe
+from fcnprobe.probes.base import PROBES, Cell, CellContext
 from fcnprobe.results import Record, RunStore
 
 __all__ = ["run_sweep", "plan", "execute_cell", "SweepSummary", "SweepInterrupted", "WorkerLost"]
