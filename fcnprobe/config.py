@@ -12,6 +12,9 @@ import os
 from fcnprobe.errors import UsageError
 
 PRESETS = ("smoke", "quick", "full")  # smoke: tests, < 1 min; quick: the default; full: GPU / cluster
+# seconds one cell may run before it becomes a Timeout error record: ~10x the slowest cell seen per preset
+CELL_TIMEOUT_S = {"smoke": 300.0, "quick": 1800.0, "full": 4 * 3600.0}
+MAX_SEEDS = 1000  # more replicates than this is a typo (0-1000000), not a study
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +36,16 @@ class RunConfig:
     address: str | None = None  # dask 'tcp://host:8786' or ray 'auto' / 'ray://host:10001'; None = start one here
     gpus_per_cell: float = 0.0  # ray num_gpus per cell; 0.25 packs 4 cells per GPU; 0 = 1 on CUDA
     user_models: tuple[str, ...] = ()  # 'module.path:factory' user models; with no --models, only these run
+    cell_timeout: float | None = None  # seconds per cell; None = CELL_TIMEOUT_S[preset]; 0 = no limit
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise UsageError(f"unknown preset '{self.preset}'; available: {', '.join(PRESETS)}")
+        if len(self.seeds) > MAX_SEEDS:
+            raise UsageError(f"{len(self.seeds)} seeds asked for; at most {MAX_SEEDS}")
+        object.__setattr__(self, "seeds", tuple(dict.fromkeys(self.seeds)))  # 1,1 is one replicate
+        if self.cell_timeout is not None and self.cell_timeout < 0:
+            raise UsageError("--cell-timeout must be >= 0 (0 = no limit)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UsageError(f"unknown device '{self.device}'; use auto, cpu or cuda")
         if self.workers < 0 or self.threads < 0 or self.gpus_per_cell < 0:
@@ -56,9 +65,25 @@ class RunConfig:
         if self.gpus_per_cell and self.executor != "ray":
             raise UsageError("--gpus-per-cell needs --executor ray")
 
-    def resolved_workers(self) -> int:
+    def resolved_workers(self, cells: int | None = None) -> int:
+        """Processes to start: --workers (or one per core up to 4), capped at the cells and, locally, the cores."""
+        return self.worker_cap(cells)[0]
+
+    def worker_cap(self, cells: int | None = None) -> tuple[int, str | None]:
+        """(workers, a note when an explicit --workers was lowered)."""
         cores = os.cpu_count() or 1
-        return self.workers or max(1, min(cores, 4))
+        want = self.workers or max(1, min(cores, 4))
+        limits = [(cells, "cells to run")] if cells else []
+        if self.executor == "local":
+            limits.append((cores, "CPU cores"))
+        got = min([want, *[n for n, _ in limits]])
+        why = [what for n, what in limits if n == got and n < want]
+        note = f"--workers {self.workers} capped at {got} ({why[0]})" if self.workers and why else None
+        return max(1, got), note
+
+    def resolved_timeout(self) -> float:
+        """Seconds a cell may run (0 = no limit)."""
+        return CELL_TIMEOUT_S[self.preset] if self.cell_timeout is None else float(self.cell_timeout)
 
     def resolved_threads(self) -> int:
         cores = os.cpu_count() or 1

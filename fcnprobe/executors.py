@@ -1,7 +1,9 @@
 """Where the sweep's cells run: three executors behind one ``concurrent.futures`` interface.
 
-* ``local`` (default): a spawn ``ProcessPoolExecutor``. (``--workers 1`` runs the
-  cells in the calling process; the sweep does that itself, with no executor.)
+* ``local`` (default): ``fcnprobe.pool.KillablePool``, spawn workers that can be
+  killed one at a time (per-cell timeout) and that die with the driver.
+  (``--workers 1`` runs the cells in the calling process; the sweep does that
+  itself, with no executor, and enforces the timeout with an alarm.)
 * ``dask``: a distributed ``Client(address)``; with no address, a
   ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)``.
 * ``ray``: a remote function with per-task ``num_cpus`` / ``num_gpus`` (a fraction
@@ -53,6 +55,7 @@ class ExecutorSpec:
     device: str  # resolved device the cells run on
     address: str | None = None  # an existing cluster to join; None = start one here
     gpus_per_cell: float = 0.0  # ray num_gpus per task; 0 = 1 on CUDA, none on CPU
+    timeout_s: float = 0.0  # per-task limit; local only (dask/ray cannot kill one task's process); 0 = none
 
 
 def init_worker(threads: int, device: str) -> None:
@@ -121,32 +124,29 @@ class CellExecutor:
 
 @EXECUTORS.register("local", module=None, extra=None)
 class LocalExecutor(CellExecutor):
-    """A spawn process pool; each worker runs ``init_worker`` once."""
+    """Spawn workers (``KillablePool``); each runs ``init_worker`` once; a timed-out task's worker is replaced."""
 
     stops_on_loss = True
 
     def __init__(self, spec: ExecutorSpec) -> None:
+        from fcnprobe.pool import KillablePool
+
         super().__init__(spec)
         if spec.address:
             raise UsageError("--address needs --executor dask or ray")
-        self._pool = cf.ProcessPoolExecutor(spec.workers, mp_context=mp.get_context("spawn"),
-                                            initializer=init_worker, initargs=(spec.threads, spec.device))
+        self._pool = KillablePool(spec.workers, init_worker, (spec.threads, spec.device), spec.timeout_s)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         return self._pool.submit(fn, *args)
 
     def is_lost(self, exc: BaseException) -> bool:
-        return isinstance(exc, cf.process.BrokenProcessPool)
+        from fcnprobe.pool import WorkerDied
+
+        return isinstance(exc, WorkerDied)
 
     def close(self) -> None:
-        """Cancel queued cells and stop workers now (a running cell is abandoned, not recorded)."""
-        procs = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=5)
+        """Cancel queued cells and kill the workers now (a running cell is abandoned, not recorded)."""
+        self._pool.close()
 
 
 @EXECUTORS.register("dask", module="distributed", extra="dask")

@@ -20,15 +20,17 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,15 @@ class CorruptRecordWarning(UserWarning):
     """A cell file could not be read; the cell is treated as not done."""
 
 
+class ManifestRebuiltWarning(UserWarning):
+    """manifest.json was unreadable and has been rebuilt from the cell records."""
+
+
+# metric-name endings that promise a number (or a list of numbers, or None)
+NUMERIC_SUFFIXES = ("_frac", "_s", "_ms", "_px", "_count", "_bytes", "_flops", "_macs", "_gflops", "_gmacs")
+Validator = Callable[["Record"], "str | None"]  # a record -> why it is invalid, or None
+
+
 @dataclasses.dataclass
 class Record:
     """The outcome of one probe cell. Metric names carry their units (``_s``, ``_frac``, ``_px``)."""
@@ -55,6 +66,7 @@ class Record:
     cell_id: str
     status: str = "ok"  # 'ok' | 'error'
     error: str | None = None  # 'ExceptionType: message' when status == 'error'
+    error_type: str | None = None  # 'Timeout', 'NonFiniteMetric' or the exception class name; None when ok
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     arrays: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> path relative to OUT
     wall_time_s: float = 0.0
@@ -103,6 +115,29 @@ def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
 
 
 MIGRATIONS = {1: migrate_v1}  # schema_version -> the function that lifts it one version
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def record_problem(rec: Record) -> str | None:
+    """Why a parsed record cannot be shown (None when it is structurally sound)."""
+    for name, typ in (("probe", str), ("model", str), ("task", str), ("cell_id", str), ("params", dict),
+                      ("metrics", dict), ("arrays", dict), ("provenance", dict)):
+        if not isinstance(getattr(rec, name), typ):
+            return f"'{name}' is {type(getattr(rec, name)).__name__}, expected {typ.__name__}"
+    if not isinstance(rec.seed, int) or isinstance(rec.seed, bool) or not _is_number(rec.wall_time_s):
+        return "'seed' or 'wall_time_s' is not a number"
+    if rec.status not in ("ok", "error"):
+        return f"status {rec.status!r}, expected 'ok' or 'error'"
+    if rec.ok and not rec.metrics:
+        return "status ok but no metrics"
+    for name, v in rec.metrics.items():
+        vals = v if isinstance(v, list) else [v]
+        if name.endswith(NUMERIC_SUFFIXES) and not all(_is_number(x) for x in vals):
+            return f"metric '{name}' holds {type(v).__name__} {str(v)[:40]!r}, expected a number"
+    return None
 
 
 def safe_name(text: str) -> str:
@@ -159,8 +194,31 @@ class RunStore:
         atomic_write_text(self.root / MANIFEST, dumps({"schema_version": SCHEMA_VERSION, **manifest}))
 
     def read_manifest(self) -> dict[str, Any]:
+        """The manifest; a damaged one is rebuilt from the cell records, with a warning, and rewritten."""
         path = self.root / MANIFEST
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            manifest = json.loads(path.read_text())
+            if isinstance(manifest, dict):
+                return manifest
+            reason = f"a JSON {type(manifest).__name__}, not an object"
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        rebuilt = self.rebuild_manifest()
+        warnings.warn(f"{path} is damaged ({reason}); rebuilt from the cell records "
+                      f"(probes: {', '.join(rebuilt['probes']) or 'none'})",
+                      ManifestRebuiltWarning, stacklevel=2)
+        with contextlib.suppress(OSError):  # a read-only run can still be reported
+            self.write_manifest(rebuilt)
+        return rebuilt
+
+    def rebuild_manifest(self) -> dict[str, Any]:
+        """What the cell records can tell: probes, device and provenance (not the preset or settings)."""
+        records = self.scan()[0]
+        prov = records[-1].provenance if records else {}
+        return {"probes": sorted({r.probe for r in records}), "device": prov.get("device"),
+                "provenance": prov, "rebuilt_from_records": True, "settings": {}, "config": {}}
 
     # -- cells -----------------------------------------------------------
     def cell_dir(self, cell_id: str) -> Path:
@@ -180,15 +238,40 @@ class RunStore:
     def load_array(self, record: Record, name: str) -> np.ndarray:
         return np.load(self.root / record.arrays[name], allow_pickle=False)
 
-    def read_records(self) -> list[Record]:
-        """Every readable record; a corrupt file is skipped with a CorruptRecordWarning."""
-        out = []
+    def scan(self, validate: Validator | None = None) -> tuple[list[Record], list[tuple[str, str]]]:
+        """(valid records, problems): a problem is (file, reason) for a cell file that cannot be shown.
+
+        ``validate`` adds a check of a parsed record, e.g. against the probe's declared metrics.
+        """
+        records, problems = [], []
         for path in sorted((self.root / CELLS).glob("*.json")):
             try:
-                out.append(Record.from_dict(json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-                warnings.warn(f"skipping corrupt cell file {path}: {exc}", CorruptRecordWarning, stacklevel=2)
-        return out
+                rec = Record.from_dict(json.loads(path.read_text()))
+                why = record_problem(rec) or (validate(rec) if validate else None)
+            except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # JSONDecodeError: ValueError
+                why = (str(exc).splitlines() or [type(exc).__name__])[0]
+            if why:
+                problems.append((str(path), why))
+            else:
+                records.append(rec)
+        return records, problems
+
+    def read_records(self) -> list[Record]:
+        """Every valid record; an unreadable or invalid file is skipped with a CorruptRecordWarning."""
+        records, problems = self.scan()
+        for path, why in problems:
+            warnings.warn(f"skipping corrupt cell file {path}: {why}", CorruptRecordWarning, stacklevel=2)
+        return records
+
+    def remove_records(self, probes: set[str] | None = None) -> int:
+        """Delete the cell files (and folders) of ``probes`` (all when None); returns how many."""
+        removed = 0
+        for rec in self.scan()[0]:
+            if probes is None or rec.probe in probes:
+                (self.root / CELLS / f"{rec.cell_id}.json").unlink(missing_ok=True)
+                shutil.rmtree(self.root / CELLS / rec.cell_id, ignore_errors=True)
+                removed += 1
+        return removed
 
     def done_ids(self, rerun_failed: bool = False) -> set[str]:
         """Cell ids with a readable record (only the 'ok' ones when ``rerun_failed``)."""
@@ -216,7 +299,8 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for r in records:
         row = {"cell_id": r.cell_id, "probe": r.probe, "model": r.model, "task": r.task,
-               "seed": r.seed, "status": r.status, "error": r.error, "wall_time_s": r.wall_time_s}
+               "seed": r.seed, "status": r.status, "error": r.error,
+               "error_type": r.error_type, "wall_time_s": r.wall_time_s}
         row.update({f"param_{k}": v for k, v in r.params.items()})
         row.update({k: r.provenance.get(k) for k in PROVENANCE_COLUMNS})
         row.update({f"array_{k}": v for k, v in r.arrays.items()})
@@ -231,3 +315,15 @@ def load_run(out: str | os.PathLike) -> pd.DataFrame:
     if not (root / CELLS).is_dir() and not (root / MANIFEST).exists():
         raise FileNotFoundError(f"{root} is not an fcnprobe run directory (no {MANIFEST} or {CELLS}/)")
     return records_to_frame(RunStore(root).read_records())
+
+
+def run_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """One line per way two run manifests differ that makes their numbers hard to compare."""
+    out = []
+    checks = (("preset", ("config", "preset")), ("device", ("provenance", "device_name")),
+              ("code version", ("provenance", "git_sha")), ("fcnprobe version", ("provenance", "fcnprobe_version")))
+    for label, (section, key) in checks:
+        va, vb = (m.get(section, {}).get(key) for m in (a, b))
+        if va != vb:
+            out.append(f"the runs differ in {label}: {va} vs {vb}")
+    return out

@@ -26,6 +26,31 @@ __all__ = ["FACTORY_SIGNATURE", "ensure_registered", "factory_args", "factory_pr
            "model_path", "registered", "resolve_factory"]
 
 
+_BUILT: dict[str, str | None] = {}  # path -> why it cannot build (None: it builds), per process
+
+
+def check_buildable(path: str) -> None:
+    """Raise (the factory's own error, or TypeError) unless ``path`` builds a module with a native head.
+
+    Called before every cell of a user model, so a factory that cannot build makes each of its
+    cells an error record, whatever the probe would otherwise make of the failure.
+    """
+    from fcnprobe.models.heads import HEAD_KINDS
+
+    if path not in _BUILT:
+        native = tuple(getattr(resolve_factory(path), "native_heads", HEAD_KINDS))
+        head = native[0] if native[0] == "box" else f"{native[0]}:2"
+        try:
+            create_user_model(path, head=head)
+            _BUILT[path] = None
+        except TypeError as exc:  # factory_args' own message already names the model
+            _BUILT[path] = str(exc)
+        except Exception as exc:
+            _BUILT[path] = f"model '{path}' does not build ({_one_line(exc)})"
+    if _BUILT[path]:
+        raise TypeError(_BUILT[path])
+
+
 def ensure_registered(path: str) -> bool:
     """Enter a user model in ``MODELS`` (family 'user') so ``MODELS.meta`` answers; True if added now."""
     from fcnprobe.models import MODELS

@@ -26,8 +26,9 @@ MAX_MESSAGE = 500  # characters of an exception kept in a metric or record
 
 def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     """``'ValueError: first line of the message'``, cut to ``limit`` characters."""
+    label = str(getattr(exc, "error_type", type(exc).__name__))  # CellTimeout says 'Timeout'
     text = str(exc).strip().splitlines()
-    return (f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:limit]
+    return (f"{label}: {text[0]}" if text else label)[:limit]
 
 
 def default_head(native: Iterable[str], channels: int = 4) -> str:

@@ -51,3 +51,85 @@ def test_dry_run_lists_cells(tmp_path, capsys, toy_probe):
     code = main(["all", "--dry-run", "--out", str(tmp_path / "r")])
     assert code == 0 and "cells" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()
+
+
+def test_task_filter_matching_nothing_is_exit_2_with_did_you_mean(tmp_path):
+    _one_line_error(_cli("all", "--tasks", "lcoate", "--dry-run", "--out", str(tmp_path)), "'lcoate'", "did you mean locate")
+
+
+def test_huge_seed_range_is_refused_at_once(tmp_path):
+    _one_line_error(_cli("all", "--seeds", "0-1000000", "--dry-run", "--out", str(tmp_path), timeout=60), "1000")
+
+
+def test_duplicate_seeds_are_one_replicate(tmp_path, capsys, toy_probe):
+    assert main(["toy", "--seeds", "1,1", "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "5 cells"
+
+
+def test_workers_are_capped_at_cells_and_cores_with_a_note():
+    import os
+
+    from fcnprobe.config import RunConfig
+
+    workers, note = RunConfig(workers=999).worker_cap(3)
+    assert workers == min(3, os.cpu_count() or 1) and note and "capped" in note
+    assert RunConfig(workers=1).worker_cap(3) == (1, None)
+
+
+def test_a_user_model_that_cannot_build_gives_error_records_in_every_probe(tmp_path, capsys):
+    """os:system takes no head: every one of its shape cells is an error record (main recorded 8 ok)."""
+    code = main(["shape", "--model", "os:system", "--preset", "smoke", "--workers", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "r"), "--no-progress"])
+    from fcnprobe.results import load_run
+
+    df = load_run(tmp_path / "r")
+    mine = df[df.model == "os:system"]
+    assert code == 1 and len(mine) > 0 and (mine.status == "error").all()
+    assert "does not accept 'head'" in capsys.readouterr().err
+
+
+def test_version_and_help_name_the_report_page():
+    assert _cli("--version").stdout.startswith("fcnprobe ")
+    text = _cli("--help").stdout
+    assert "runs/latest/index.html" in text and "runs/latest/report/" not in text
+
+
+def test_a_plugin_probe_is_a_subcommand_and_listed(tmp_path):
+    import os
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fcnprobe.run", *args], capture_output=True,
+                              text=True, timeout=120, env={**env, **extra})
+
+    dry = run("toy", "--plugin", "toy_probe", "--dry-run", "--out", str(tmp_path / "r"))
+    assert dry.returncode == 0 and dry.stdout.strip().endswith("5 cells"), dry.stderr
+    listed = run("list", FCNPROBE_PLUGINS="toy_probe")  # the environment variable works too
+    assert listed.returncode == 0 and "toy" in listed.stdout.splitlines()[-1].split(", "), listed.stderr
+
+
+def test_compare_refuses_missing_runs_and_creates_nothing(tmp_path):
+    proc = _cli("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    _one_line_error(proc, "no run directory")
+    assert not (tmp_path / "b").exists()
+    (tmp_path / "a" / "cells").mkdir(parents=True)
+    _one_line_error(_cli("compare", str(tmp_path / "a"), str(tmp_path / "a")), "holds no cell records")
+
+
+def test_compare_warns_when_presets_differ(tmp_path, capsys, monkeypatch):
+    import json
+    import shutil
+    from pathlib import Path
+
+    sample = Path(__file__).parent.parent / "reports" / "quick"
+    for name in ("a", "b"):
+        shutil.copytree(sample, tmp_path / name, ignore=shutil.ignore_patterns("index.html", "*.png"))
+    manifest = tmp_path / "b" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["config"]["preset"] = "smoke"
+    manifest.write_text(json.dumps(data))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "differ in preset: quick vs smoke" in capsys.readouterr().err

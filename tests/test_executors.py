@@ -104,3 +104,23 @@ def test_missing_extra_is_one_line_with_the_install_hint(monkeypatch, capsys, ex
     code = run.main(["all", "--executor", executor, "--dry-run", "--out", "unused"])
     err = capsys.readouterr().err
     assert code == run.EXIT_USAGE and hint in err and err.count("\n") == 1
+
+
+def test_killable_pool_times_out_replaces_the_worker_and_goes_on():
+    import os
+    import time
+
+    from fcnprobe.errors import CellTimeout
+    from fcnprobe.executors import init_worker
+    from fcnprobe.pool import KillablePool, WorkerDied
+
+    pool = KillablePool(1, init_worker, (1, "cpu"), timeout_s=2.0)
+    try:
+        hang, die, ok = pool.submit(time.sleep, 60), pool.submit(os._exit, 3), pool.submit(pow, 2, 10)
+        with pytest.raises(CellTimeout):
+            hang.result(timeout=60)
+        with pytest.raises(WorkerDied, match="code 3"):
+            die.result(timeout=60)
+        assert ok.result(timeout=60) == 1024  # served by the third worker of the one slot
+    finally:
+        pool.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +68,28 @@ def test_derived_table_is_written(tmp_path):
 def test_load_run_rejects_a_non_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an fcnprobe run directory"):
         load_run(tmp_path / "nope")
+
+
+def test_report_renders_when_some_cell_files_are_invalid(tmp_path):
+    """Invalid records are skipped (scan lists them) and every good record still renders."""
+    import shutil
+    import warnings
+
+    from fcnprobe.report.build import build_report
+
+    run = tmp_path / "quick"
+    shutil.copytree(Path(__file__).parent.parent / "reports" / "quick", run,
+                    ignore=shutil.ignore_patterns("index.html", "*.png"))
+    files = sorted((run / "cells").glob("*.json"))
+    for path, damage in zip(files, (lambda d: d.update(metrics={}), lambda d: d.update(params=None),
+                                    lambda d: d["metrics"].update(acc_frac="high"))):
+        data = json.loads(path.read_text())
+        damage(data)
+        path.write_text(json.dumps(data))
+    files[3].write_text('{"trunc')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        page = build_report(run)
+    assert page.exists() and page.stat().st_size > 10_000
+    records, problems = RunStore(run).scan()
+    assert len(problems) == 4 and len(records) == len(files) - 4

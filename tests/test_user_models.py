@@ -57,8 +57,6 @@ def test_unimportable_model_exits_2_with_one_line(capsys):
 
 
 def test_factory_without_head_gives_error_records_and_one_warning(tmp_path, toy_probe, capsys, monkeypatch):
-    monkeypatch.setattr(run, "PROBE_COMMANDS", (*run.PROBE_COMMANDS, "toy_model"))
-    monkeypatch.setitem(run.HANDLERS, "toy_model", run.cmd_probe)
     code = run.main(["toy_model", "--model", "user_model_fixture:no_head", "--model", TINY, "--workers", "1",
                      "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -186,7 +186,5 @@ if __name__ == "__main__":  # `python tests/toy_probe.py toy --out DIR ...`: the
     extra = (NAME, FAULT_NAME, MODEL_NAME, DECLARED_NAME)
     for name in extra:  # register again under the importable name, so workers on any executor find them
         PROBES.remove(name)
-    import toy_probe  # noqa: F401
-    run.PROBE_COMMANDS = (*run.PROBE_COMMANDS, *extra)
-    run.HANDLERS.update({name: run.cmd_probe for name in extra})
+    import toy_probe  # noqa: F401  (registered probes are subcommands)
     sys.exit(run.main())

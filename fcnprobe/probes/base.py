@@ -53,6 +53,7 @@ class Cell:
     task: str
     params: tuple[tuple[str, Any], ...] = ()
     seed: int = 0  # replicate index from --seeds
+    salt: str = ""  # fingerprint of the probe's settings and version (``Probe.plan``); in the id, not the seed
 
     @classmethod
     def make(cls, probe: str, model: str, task: str, seed: int = 0, **params: Any) -> "Cell":
@@ -68,7 +69,8 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        digest = hashlib.sha1(self.key.encode()).hexdigest()[:10]
+        # the settings fingerprint is in the id, so runs made with other settings never share ids
+        digest = hashlib.sha1((self.key + self.salt).encode()).hexdigest()[:10]
         return safe_name(f"{self.probe}__{self.model}__{self.task}__s{self.seed}__{digest}")
 
     @property
@@ -103,9 +105,22 @@ class Probe:
     settings_by_preset: dict[str, Any] = {}  # preset -> a frozen dataclass of settings
     metrics: dict[str, Metric] = {}  # name -> declaration (fcnprobe.metrics.declare)
     variants: tuple[str, ...] = ()  # cell kinds that run no registered task (task 'none')
+    version: int = 1  # bump when a change to the probe moves its numbers: cell ids change with it
 
     def settings(self, preset: str) -> Any:
         return self.settings_by_preset.get(preset)
+
+    def fingerprint(self, settings: Any) -> str:
+        """A short hash of everything that changes this probe's results besides a cell's own values."""
+        plain = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+        text = json.dumps({"version": self.version, "settings": plain}, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def plan(self, cfg: RunConfig) -> list[Cell]:
+        """The cells for ``cfg``, their ids salted with the preset's settings and the probe version."""
+        settings = self.settings(cfg.preset)
+        salt = self.fingerprint(settings)
+        return [dataclasses.replace(c, salt=salt) for c in self.cells(cfg, settings)]
 
     def cells(self, cfg: RunConfig, settings: Any) -> list[Cell]:
         raise NotImplementedError
