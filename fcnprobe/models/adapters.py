@@ -16,6 +16,14 @@
   none is), and ``vector:2K`` is the hard argmax of K maps. The seed's Example 3
   comment: "convert pixel-wise predictions to box coordinates ... typically a
   post processing task".
+* ``linear`` -- direct regression: global average pooling (a 1x1 map, such as
+  cnn_fc's hidden vector, passes unchanged) and one linear layer with no output
+  activation, de-standardised by per-output buffers: ``out = mean + std * z``.
+  The loss side standardises: it calls ``set_target_stats(net, mean, std)`` with
+  the training targets' per-output mean and std, and trains on the standardised
+  error ``(out - y) / std`` (``standardised_error``); so ``z`` regresses the
+  standardised target and the output is in the target's own units for scoring.
+  The FCN reads a pooled feature, because a flatten + FC would make it cnn_fc.
 
 Coordinates are normalised to [0, 1]: pixel i of n spans [i/n, (i+1)/n], so its
 centre is (i + 0.5)/n (the convention of ``heads.box`` outputs and the locate task).
@@ -146,6 +154,43 @@ def softargmax_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
                            "(argmax for keypoints) outside autograd")
 def heatmap_decode_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
     return HeatmapDecodeHead(in_ch, spec)
+
+
+class LinearRegressionHead(nn.Module):
+    """Global average pool -> linear -> ``mean + std * z``; no sigmoid, so nothing saturates."""
+
+    def __init__(self, in_ch: int, spec: HeadSpec) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_ch, spec.channels)
+        self.register_buffer("mean", torch.zeros(spec.channels))  # set from the training targets
+        self.register_buffer("std", torch.ones(spec.channels))
+
+    def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        z = self.fc(feats.mean((-2, -1)))  # (B, N), standardised units
+        return self.mean + self.std * z  # (B, N), target units
+
+
+@ADAPTERS.register("linear", differentiable=True, trains_on="output", standardised=True,
+                   summary="global average pooling + linear, no output activation, targets standardised")
+def linear_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
+    return LinearRegressionHead(in_ch, spec)
+
+
+def set_target_stats(net: nn.Module, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1e-6) -> int:
+    """Write per-output target mean/std (N,) into every ``linear`` head of ``net``; returns how many.
+
+    In a ``MultiHeadNet`` pass each head's own slice: ``set_target_stats(net.heads['box'], m, s)``.
+    """
+    heads = [m for m in net.modules() if isinstance(m, LinearRegressionHead)]
+    for h in heads:
+        h.mean.copy_(mean.to(h.mean))
+        h.std.copy_(std.to(h.std).clamp_min(min_std))
+    return len(heads)
+
+
+def standardised_error(out: torch.Tensor, target: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(out - target) / std, (B, N): the error a ``linear`` head is trained on (MSE or L1 over it)."""
+    return (out - target) / std.to(out).clamp_min(1e-6)
 
 
 class HeatmapView(nn.Module):
