@@ -231,12 +231,17 @@ class MultiHeadNet(nn.Module):
 def build_multi_head(name: str, specs: dict[str, str], **kwargs) -> MultiHeadNet:
     """A registered family's trunk with one head per output, each as that family builds it.
 
+    Families registered with ``sized_by_heads`` (cnn_fc, attention) size their one
+    shared trunk for the whole set of heads, so the net matches a multi-head fcn's parameters.
+
     >>> net = build_multi_head("fcn", {"cls": "vector:3@gap", "box": "box@softargmax"}, image_size=32)
     >>> net(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 7])
     """
-    from fcnprobe.models.base import create_model
+    from fcnprobe.models.base import MODELS, create_model
 
+    if name in MODELS and MODELS.meta(name).get("sized_by_heads"):  # size one shared trunk for all heads
+        kwargs = {**kwargs, "sizing_heads": tuple(specs.values())}
     built = {k: create_model(name, head=h, **kwargs) for k, h in specs.items()}
     trunk = next(iter(built.values())).trunk  # every built trunk is the same architecture
     return MultiHeadNet(trunk, {k: m.head for k, m in built.items()}, specs)

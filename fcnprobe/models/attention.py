@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fcnprobe.models.cnn_fc import fcn_params
+from fcnprobe.models.cnn_fc import fcn_params, sizing_specs
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, register_model, wrap
 from fcnprobe.models.heads import DecodedHead, HeadSpec, PooledHead, build_adapter
 from fcnprobe.models.layers import ConvBNReLU
@@ -130,21 +130,23 @@ def build_head(spec: HeadSpec, dim: int, patch: int) -> nn.Module:
 
 
 def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: int | None,
-           depth: int | None, patch: int) -> nn.Module:
+           depth: int | None, patch: int, sizing_heads=None) -> nn.Module:
     width, depth = width or DEFAULT_WIDTH, depth or DEFAULT_DEPTH
     patch = max(1, min(patch, image_size))
-    head = build_head(spec, width, patch)
-    budget = fcn_params(spec, in_channels, width, depth) - sum(p.numel() for p in head.parameters())
+    head, specs = build_head(spec, width, patch), sizing_specs(spec, sizing_heads)
+    heads = sum(p.numel() for s in specs for p in build_head(s, width, patch).parameters())
+    budget = fcn_params(specs, in_channels, width, depth) - heads
     layers = encoder_layers(budget, fixed_params(in_channels, width, patch, max(1, image_size // patch)), width)
     trunk = ViTTrunk(in_channels, width, layers, image_size, patch)
     return wrap(name, trunk, head, spec, in_channels, image_size, width, depth)
 
 
-@register_model("attention", family="attention", lr=1e-3, native=("dense", "vector", "box"))
-def attention(spec: HeadSpec, in_channels, image_size, width=None, depth=None):
-    return _build("attention", spec, in_channels, image_size, width, depth, PATCH)
+@register_model("attention", family="attention", lr=1e-3, native=("dense", "vector", "box"), sized_by_heads=True)
+def attention(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("attention", spec, in_channels, image_size, width, depth, PATCH, sizing_heads)
 
 
-@register_model("attention_fullres", family="attention", lr=1e-3, native=("dense", "vector", "box"))
-def attention_fullres(spec: HeadSpec, in_channels, image_size, width=None, depth=None):
-    return _build("attention_fullres", spec, in_channels, image_size, width, depth, patch=1)
+@register_model("attention_fullres", family="attention", lr=1e-3, native=("dense", "vector", "box"),
+                sized_by_heads=True)
+def attention_fullres(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("attention_fullres", spec, in_channels, image_size, width, depth, 1, sizing_heads)

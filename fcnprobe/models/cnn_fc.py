@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, make_head, register_model, wrap
 from fcnprobe.models.heads import (DecodedHead, HeadSpec, LearnedUpsample, box_activation,
-                                   build_adapter)
+                                   build_adapter, parse_head)
 from fcnprobe.models.layers import ConvBNReLU
 
 GRID = 2  # spatial side before the flatten; 2x2 keeps the FC input at 4 * conv width, affordable at parity
@@ -129,7 +130,7 @@ def build_head(spec: HeadSpec, hidden: int, image_size: int, rank: int | None = 
     if spec.kind == "dense":
         if rank is not None:
             return FullResHead(hidden, spec, image_size, rank)
-        return DecodedHead(FCMapDecoder(hidden, spec.channels, image_size), nn.Identity())
+        return DecodedHead(FCMapDecoder(hidden, spec.channels, image_size))
     if spec.adapter in SPATIAL_ADAPTERS:
         return DecodedHead(FCMapDecoder(hidden, DEC_CHANNELS, image_size), build_adapter(DEC_CHANNELS, spec))
     return build_adapter(hidden, spec) if spec.adapter else FCVectorHead(hidden, spec)
@@ -139,10 +140,15 @@ def _count(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def fcn_params(spec: HeadSpec, cin: int, width: int, depth: int) -> int:
-    """Parameters of the matching ``fcn``: 3x3 bias-free convs + BN, and its head for ``spec``."""
+def fcn_params(specs: Sequence[HeadSpec], cin: int, width: int, depth: int) -> int:
+    """Parameters of the matching ``fcn``: 3x3 bias-free convs + BN, and one head per spec."""
     convs = 9 * width * (cin + (depth - 1) * width) + 2 * width * depth
-    return convs + _count(make_head(width, spec))
+    return convs + sum(_count(make_head(width, s)) for s in specs)
+
+
+def sizing_specs(spec: HeadSpec, sizing_heads: Sequence["str | HeadSpec"] | None) -> tuple[HeadSpec, ...]:
+    """The heads a model is sized for: its own, or every head of a multi-head net (one shared trunk)."""
+    return tuple(parse_head(h) for h in sizing_heads) if sizing_heads else (spec,)
 
 
 def trunk_params(cin: int, c: int, stages: int, hidden: int) -> int:
@@ -165,12 +171,12 @@ class CNNFCPlan:
         return self.params / self.budget
 
 
-def plan(spec: HeadSpec, cin: int, width: int, depth: int, image_size: int) -> CNNFCPlan:
-    """Size cnn_fc to fcn's budget: first FC size in HIDDEN_ORDER with a conv width that fits."""
-    budget, stages = fcn_params(spec, cin, width, depth), max(depth - 1, 1)
+def plan(specs: Sequence[HeadSpec], cin: int, width: int, depth: int, image_size: int) -> CNNFCPlan:
+    """Size cnn_fc to fcn's budget (same heads): first FC size in HIDDEN_ORDER with a conv width that fits."""
+    budget, stages = fcn_params(specs, cin, width, depth), max(depth - 1, 1)
     best: CNNFCPlan | None = None
     for hidden in HIDDEN_ORDER:
-        head = _count(build_head(spec, hidden, image_size))
+        head = sum(_count(build_head(s, hidden, image_size)) for s in specs)
         for c in range(max(1, math.ceil(width / 2)), width + 1):
             total = trunk_params(cin, c, stages, hidden) + head
             cand = CNNFCPlan(c, hidden, total, budget, abs(total / budget - 1) <= PLAN_TOLERANCE)
@@ -183,7 +189,7 @@ def plan(spec: HeadSpec, cin: int, width: int, depth: int, image_size: int) -> C
 
 def fullres_plan(spec: HeadSpec, cin: int, width: int, depth: int, image_size: int) -> tuple[CNNFCPlan, int]:
     """The slimmest trunk (half width, MIN_HIDDEN) and the largest rank (>= 1) the budget leaves."""
-    budget, stages = fcn_params(spec, cin, width, depth), max(depth - 1, 1)
+    budget, stages = fcn_params((spec,), cin, width, depth), max(depth - 1, 1)
     c, n_out = max(1, math.ceil(width / 2)), spec.channels * image_size**2
     trunk = trunk_params(cin, c, stages, MIN_HIDDEN)
     rank = max(1, (budget - trunk - n_out) // (MIN_HIDDEN + 1 + n_out))
@@ -192,13 +198,13 @@ def fullres_plan(spec: HeadSpec, cin: int, width: int, depth: int, image_size: i
 
 
 def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: int | None,
-           depth: int | None, fullres: bool = False) -> nn.Module:
+           depth: int | None, fullres: bool = False, sizing_heads=None) -> nn.Module:
     width, depth = width or DEFAULT_WIDTH, depth or DEFAULT_DEPTH
     rank = None
-    if fullres and spec.kind == "dense":
+    if fullres and spec.kind == "dense" and not sizing_heads:
         p, rank = fullres_plan(spec, in_channels, width, depth, image_size)
     else:
-        p = plan(spec, in_channels, width, depth, image_size)
+        p = plan(sizing_specs(spec, sizing_heads), in_channels, width, depth, image_size)
     trunk = CNNFCTrunk(in_channels, p.conv_width, max(depth - 1, 1), p.hidden, image_size)
     net = wrap(name, trunk, build_head(spec, p.hidden, image_size, rank), spec, in_channels,
                image_size, width, depth)
@@ -206,11 +212,12 @@ def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: 
     return net
 
 
-@register_model("cnn_fc", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True)
-def cnn_fc(spec, in_channels, image_size, width=None, depth=None):
-    return _build("cnn_fc", spec, in_channels, image_size, width, depth)
+@register_model("cnn_fc", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True, sized_by_heads=True)
+def cnn_fc(spec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("cnn_fc", spec, in_channels, image_size, width, depth, sizing_heads=sizing_heads)
 
 
-@register_model("cnn_fc_fullres", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True)
-def cnn_fc_fullres(spec, in_channels, image_size, width=None, depth=None):
-    return _build("cnn_fc_fullres", spec, in_channels, image_size, width, depth, fullres=True)
+@register_model("cnn_fc_fullres", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True,
+                sized_by_heads=True)
+def cnn_fc_fullres(spec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("cnn_fc_fullres", spec, in_channels, image_size, width, depth, True, sizing_heads)

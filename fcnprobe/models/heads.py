@@ -146,15 +146,17 @@ class LearnedUpsample(nn.Sequential):
 class DecodedHead(nn.Module):
     """``inner(decoder(feats))``: a head that reads a decoded map, e.g. an adapter at full resolution.
 
-    ``heatmap`` is forwarded so that a ``heatmap_decode`` adapter keeps its trainable view.
+    ``inner`` None returns the decoded map itself. ``heatmap`` is forwarded so that a
+    ``heatmap_decode`` adapter keeps its trainable view.
     """
 
-    def __init__(self, decoder: nn.Module, inner: nn.Module) -> None:
+    def __init__(self, decoder: nn.Module, inner: nn.Module | None = None) -> None:
         super().__init__()
         self.decoder, self.inner = decoder, inner
 
     def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        return self.inner(self.decoder(feats), size)
+        z = self.decoder(feats)  # (B, C, H, W)
+        return z if self.inner is None else self.inner(z, size)
 
     def heatmap(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return self.inner.heatmap(self.decoder(feats), size)
