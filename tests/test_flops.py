@@ -152,7 +152,7 @@ def test_every_registered_model_counts_fully_and_counters_agree(name):
 def test_counts_are_linear_in_batch_but_for_per_forward_work(name):
     model = create_model(name).eval()
     one, three = (count_flops(model, torch.randn(b, 3, 40, 40), cross_check=False).macs for b in (1, 3))
-    # attention resizes its axial position embeddings, (1, D, 8, 1) and (1, D, 1, 8), to 10 tokens
-    # once per forward: bilinear, 4 taps per output element
-    per_forward = 4 * model.trunk.pos_h.shape[1] * (10 + 10) if name == "attention" else 0
+    # attention resizes its axial position embeddings, (1, D, 32/p, 1) and (1, D, 1, 32/p), to 40/p
+    # tokens once per forward: bilinear, 4 taps per output element
+    per_forward = 4 * model.trunk.pos_h.shape[1] * 2 * (40 // model.trunk.patch) if name == "attention" else 0
     assert three == 3 * one - 2 * per_forward

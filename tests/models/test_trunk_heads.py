@@ -68,10 +68,17 @@ def test_fixed_size_error_names_the_build_size():
 def test_attention_dense_head_is_per_pixel():
     """Each pixel of a token's patch has its own output: a token map cannot be a bilinear blur."""
     model = _build("attention", "dense:2").eval()
-    y = model(torch.randn(1, 3, SIZE, SIZE))  # (1, 2, 16, 16), 4x4 patches
-    patch = y[0, :, :4, :4]
-    assert not torch.allclose(patch[:, 0, 0], patch[:, 3, 3])
+    p = model.trunk.patch
+    y = model(torch.randn(1, 3, SIZE, SIZE))  # (1, 2, 16, 16)
+    assert p > 1 and not torch.allclose(y[0, :, 0, 0], y[0, :, p - 1, p - 1])  # two pixels of one token
     assert type(model.head).__name__ == "PixelHead"
+
+
+@pytest.mark.parametrize("head,width,patch", [("vector:5", 16, 4), ("dense:4", 16, 2), ("dense:4", 32, 2),
+                                              ("dense:2", 16, 4), ("dense:4", 8, 2), ("dense:3", 64, 4)])
+def test_attention_patch_leaves_each_pixel_enough_token_dimensions(head, width, patch):
+    """p * p * (C - 1) <= width, floored at 2: patch 1 is the named attention_fullres variant."""
+    assert fcnprobe.create_model("attention", head=head, width=width, depth=2).trunk.patch == patch
 
 
 def test_default_heads_are_documented_choices():
