@@ -16,6 +16,14 @@
   none is), and ``vector:2K`` is the hard argmax of K maps. The seed's Example 3
   comment: "convert pixel-wise predictions to box coordinates ... typically a
   post processing task".
+* ``linear`` -- direct regression: global average pooling (a 1x1 map, such as
+  cnn_fc's hidden vector, passes unchanged) and one linear layer with no output
+  activation, de-standardised by per-output buffers: ``out = mean + std * z``.
+  The loss side standardises: it calls ``set_target_stats(net, mean, std)`` with
+  the training targets' per-output mean and std, and trains on the standardised
+  error ``(out - y) / std`` (``standardised_error``); so ``z`` regresses the
+  standardised target and the output is in the target's own units for scoring.
+  The FCN reads a pooled feature, because a flatten + FC would make it cnn_fc.
 
 Coordinates are normalised to [0, 1]: pixel i of n spans [i/n, (i+1)/n], so its
 centre is (i + 0.5)/n (the convention of ``heads.box`` outputs and the locate task).
@@ -148,6 +156,43 @@ def heatmap_decode_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
     return HeatmapDecodeHead(in_ch, spec)
 
 
+class LinearRegressionHead(nn.Module):
+    """Global average pool -> linear -> ``mean + std * z``; no sigmoid, so nothing saturates."""
+
+    def __init__(self, in_ch: int, spec: HeadSpec) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_ch, spec.channels)
+        self.register_buffer("mean", torch.zeros(spec.channels))  # set from the training targets
+        self.register_buffer("std", torch.ones(spec.channels))
+
+    def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        z = self.fc(feats.mean((-2, -1)))  # (B, N), standardised units
+        return self.mean + self.std * z  # (B, N), target units
+
+
+@ADAPTERS.register("linear", differentiable=True, trains_on="output", standardised=True,
+                   summary="global average pooling + linear, no output activation, targets standardised")
+def linear_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
+    return LinearRegressionHead(in_ch, spec)
+
+
+def set_target_stats(net: nn.Module, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1e-6) -> int:
+    """Write per-output target mean/std (N,) into every ``linear`` head of ``net``; returns how many.
+
+    In a ``MultiHeadNet`` pass each head's own slice: ``set_target_stats(net.heads['box'], m, s)``.
+    """
+    heads = [m for m in net.modules() if isinstance(m, LinearRegressionHead)]
+    for h in heads:
+        h.mean.copy_(mean.to(h.mean))
+        h.std.copy_(std.to(h.std).clamp_min(min_std))
+    return len(heads)
+
+
+def standardised_error(out: torch.Tensor, target: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(out - target) / std, (B, N): the error a ``linear`` head is trained on (MSE or L1 over it)."""
+    return (out - target) / std.to(out).clamp_min(1e-6)
+
+
 class HeatmapView(nn.Module):
     """The trainable heatmap of a ``heatmap_decode`` model, (B, 1, H, W) logits; shares its weights."""
 
@@ -186,12 +231,17 @@ class MultiHeadNet(nn.Module):
 def build_multi_head(name: str, specs: dict[str, str], **kwargs) -> MultiHeadNet:
     """A registered family's trunk with one head per output, each as that family builds it.
 
+    Families registered with ``sized_by_heads`` (cnn_fc, attention) size their one
+    shared trunk for the whole set of heads, so the net matches a multi-head fcn's parameters.
+
     >>> net = build_multi_head("fcn", {"cls": "vector:3@gap", "box": "box@softargmax"}, image_size=32)
     >>> net(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 7])
     """
-    from fcnprobe.models.base import create_model
+    from fcnprobe.models.base import MODELS, create_model
 
+    if name in MODELS and MODELS.meta(name).get("sized_by_heads"):  # size one shared trunk for all heads
+        kwargs = {**kwargs, "sizing_heads": tuple(specs.values())}
     built = {k: create_model(name, head=h, **kwargs) for k, h in specs.items()}
     trunk = next(iter(built.values())).trunk  # every built trunk is the same architecture
     return MultiHeadNet(trunk, {k: m.head for k, m in built.items()}, specs)

@@ -1,11 +1,30 @@
-"""attention: a SETR-style transformer (Zheng et al. CVPR 2021) at patch resolution.
+"""attention: a ViT / SETR-style transformer (Dosovitskiy et al. ICLR 2021; Zheng et al. CVPR 2021).
 
-conv stem -> patch embedding (patch = image_size / 8, so 8x8 = 64 tokens at the
-build size) -> learned position embeddings -> pre-norm transformer encoder ->
-a 1x1 conv on the token map, bilinearly upsampled to the input size (SETR-naive).
-The vector and box heads read the mean-pooled token, ViT-style. Position
-embeddings are bilinearly resized at other input sizes, so the model accepts any
-size; full-resolution tokens train about 10x slower on a CPU, hence the patches.
+conv stem -> patch embedding (``patch_for``: 4 px, or 2 px for dense heads) ->
+learned position embeddings -> pre-norm transformer encoder -> final LayerNorm.
+Position embeddings are bilinearly resized at other input sizes, so the model
+accepts any size. Positions are axial (row + column embeddings). The encoder's
+layer count is set for parameter parity with an ``fcn`` of the same width, depth
+and head (``encoder_layers``).
+
+Heads:
+
+* ``dense:C`` -- a per-pixel "unpatchify": a linear layer gives p*p*C outputs per
+  token and a pixel shuffle lays them out as the token's p x p pixels (the
+  linear decoder of Strudel et al.'s Segmenter / MAE's reconstruction head), so
+  every pixel gets its own output, not a bilinear blur of a token's. A linear
+  read-out of p*p pixel labels needs about p*p*(C-1) token dimensions, so dense
+  heads use the largest patch with p*p*(C-1) <= width (``patch_for``): 2 px at
+  widths 16 and 32. Measured on shift d=0 (copy the pixel's own class), width 16,
+  400 steps: patch 4 reached 0.62 accuracy, patch 2 reached 0.98;
+* ``vector:N`` / ``box`` (native) -- the **mean-pooled token** (there is no CLS
+  token), then a linear layer (box: sigmoid);
+* ``@softargmax`` / ``@heatmap_decode`` -- the adapter on a ``DEC_CHANNELS``-channel
+  per-pixel map from the same unpatchify; ``@gap`` / ``@gmp`` / ``@linear`` on the token map.
+
+``attention_fullres`` uses patch 1 (1,024 tokens at 32 px): full-resolution tokens,
+no unpatchify needed, one attention head. At width 16 it costs 180 M MACs per 32 px
+sample (fcn: 12.5 M, patch 4: 1.6 M), almost all in the 1,024 x 1,024 attention.
 """
 from __future__ import annotations
 
@@ -13,42 +32,80 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, make_head, register_model, wrap
-from fcnprobe.models.heads import HeadSpec, PooledHead
+from fcnprobe.models.cnn_fc import fcn_params, sizing_specs
+from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, register_model, wrap
+from fcnprobe.models.heads import DecodedHead, HeadSpec, PooledHead, build_adapter
 from fcnprobe.models.layers import ConvBNReLU
 
-TOKENS_PER_SIDE = 8  # 64 tokens at the build size
+PATCH = 4  # px per token side for vector / box heads: 64 tokens at 32 px; the embedding (p^2 W^2) fits parity
+MIN_PATCH = 2  # the automatic choice stops here: 1,024 tokens at 32 px cost ~15x an fcn's MACs
 HEADS = 4  # head dim 8 at the default width of 32
+FULLRES_HEADS = 1  # at 1,024 tokens CPU flash attention with head dim 4 (width 16) ran 4.5x slower than one head
+DEC_CHANNELS = 4  # channels of the per-pixel map a spatial adapter (softargmax, heatmap_decode) reads
+SPATIAL_ADAPTERS = ("softargmax", "heatmap_decode")
 
 
-def encoder_layers(depth: int, patch: int) -> int:
-    """Encoder layers that match an fcn's parameters: 9(depth-1)W^2 = patch^2 W^2 (embed) + 8W^2 per layer."""
-    return max(1, round((9 * (depth - 1) - patch**2) / 8))
+def patch_for(specs: "tuple[HeadSpec, ...]", width: int, largest: int = PATCH) -> int:
+    """The largest power-of-two patch <= ``largest`` whose tokens can carry every dense head's
+    per-pixel labels linearly: p * p * (C - 1) <= width, but not below MIN_PATCH (patch 1 is
+    ``attention_fullres``). Non-dense heads take ``largest``."""
+    p = largest
+    for s in specs:
+        while s.kind == "dense" and p > min(MIN_PATCH, largest) and p * p * max(s.channels - 1, 1) > width:
+            p //= 2
+    return p
+
+
+def layer_params(width: int) -> int:
+    """One pre-norm encoder layer, feed-forward 2W: QKV + out 4W^2+4W, MLP 4W^2+3W, two LayerNorms 4W."""
+    return 8 * width**2 + 11 * width
+
+
+def fixed_params(cin: int, width: int, patch: int, grid: int) -> int:
+    """Stem conv + BN, patch embedding, axial positions (2 * grid * W) and the final LayerNorm."""
+    return 9 * cin * width + 2 * width + patch**2 * width**2 + width + 2 * grid * width + 2 * width
+
+
+def encoder_layers(budget: int, fixed: int, width: int) -> int:
+    """Layers (>= 1) that bring the model closest to ``budget`` parameters (an fcn's, same head)."""
+    return max(1, round((budget - fixed) / layer_params(width)))
 
 
 class ViTTrunk(nn.Module):
-    """Returns the token map (B, D, h, w) after the encoder and a final LayerNorm."""
+    """Returns the token map (B, D, h, w) after ``layers`` encoder layers and a final LayerNorm.
 
-    def __init__(self, cin: int, width: int, depth: int, image_size: int) -> None:
+    Positions are axial (a learned row and a learned column embedding, summed):
+    2 * grid * W parameters instead of grid^2 * W, which patch 1 could not afford.
+    """
+
+    def __init__(self, cin: int, width: int, layers: int, image_size: int, patch: int = PATCH,
+                 heads: int = HEADS) -> None:
         super().__init__()
-        self.patch = max(1, image_size // TOKENS_PER_SIDE)
+        self.patch = max(1, min(patch, image_size))
         grid = max(1, image_size // self.patch)
         self.stem = ConvBNReLU(cin, width)
         self.embed = nn.Conv2d(width, width, self.patch, stride=self.patch)
-        self.pos = nn.Parameter(torch.randn(1, width, grid, grid) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, HEADS, 2 * width, dropout=0.0,
+        self.pos_h = nn.Parameter(torch.randn(1, width, grid, 1) * 0.02)
+        self.pos_w = nn.Parameter(torch.randn(1, width, 1, grid) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0,
                                            batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, encoder_layers(depth, self.patch), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out_channels = width
+
+    def positions(self, h: int, w: int) -> torch.Tensor:
+        """(1, D, h, w) position embedding, each axis linearly resized when the token grid differs."""
+        ph, pw = self.pos_h, self.pos_w
+        if ph.shape[2] != h:
+            ph = F.interpolate(ph, size=(h, 1), mode="bilinear", align_corners=False)
+        if pw.shape[3] != w:
+            pw = F.interpolate(pw, size=(1, w), mode="bilinear", align_corners=False)
+        return ph + pw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.embed(self.stem(x))  # (B, D, h, w)
         b, d, h, w = f.shape
-        pos = self.pos
-        if pos.shape[-2:] != (h, w):
-            pos = F.interpolate(pos, size=(h, w), mode="bilinear", align_corners=False)
-        t = (f + pos).flatten(2).transpose(1, 2)  # (B, h*w, D)
+        t = (f + self.positions(h, w)).flatten(2).transpose(1, 2)  # (B, h*w, D)
         t = self.norm(self.encoder(t))
         return t.transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w)
 
@@ -56,10 +113,60 @@ class ViTTrunk(nn.Module):
         return None  # self-attention mixes every token
 
 
-@register_model("attention", family="attention", lr=1e-3, native=("dense", "vector", "box"))
-def attention(spec: HeadSpec, in_channels, image_size, width=None, depth=None):
+class Unpatchify(nn.Module):
+    """(B, D, h, w) tokens -> (B, C, h*p, w*p): a linear layer to p*p*C per token, then a pixel shuffle."""
+
+    def __init__(self, dim: int, channels: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim, channels * patch**2, kernel_size=1)  # a per-token linear layer
+        self.shuffle = nn.PixelShuffle(patch)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.proj(tokens))  # (B, C, h*p, w*p)
+
+
+class PixelHead(nn.Module):
+    """Unpatchify to C channels, resized to the input only when the input is not a multiple of the patch."""
+
+    def __init__(self, dim: int, spec: HeadSpec, patch: int) -> None:
+        super().__init__()
+        self.unpatchify = Unpatchify(dim, spec.channels, patch)
+
+    def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        out = self.unpatchify(feats)  # (B, C, h*p, w*p)
+        if tuple(out.shape[-2:]) != tuple(size):
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return out  # (B, C, H, W)
+
+
+def build_head(spec: HeadSpec, dim: int, patch: int) -> nn.Module:
+    """The attention head for ``spec`` (see the module docstring)."""
+    if spec.kind == "dense":
+        return PixelHead(dim, spec, patch)
+    if spec.adapter in SPATIAL_ADAPTERS:
+        return DecodedHead(Unpatchify(dim, DEC_CHANNELS, patch), build_adapter(DEC_CHANNELS, spec))
+    return build_adapter(dim, spec) if spec.adapter else PooledHead(dim, spec, "avg")
+
+
+def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: int | None,
+           depth: int | None, patch: int, sizing_heads=None, n_heads: int = HEADS) -> nn.Module:
     width, depth = width or DEFAULT_WIDTH, depth or DEFAULT_DEPTH
-    trunk = ViTTrunk(in_channels, width, depth, image_size)
-    native_pool = spec.kind != "dense" and spec.adapter is None
-    head = PooledHead(width, spec, "avg") if native_pool else make_head(width, spec)
-    return wrap("attention", trunk, head, spec, in_channels, image_size, width, depth)
+    specs = sizing_specs(spec, sizing_heads)
+    patch = max(1, min(patch_for((spec, *specs), width, patch), image_size))
+    head = build_head(spec, width, patch)
+    head_params = sum(p.numel() for s in specs for p in build_head(s, width, patch).parameters())
+    budget = fcn_params(specs, in_channels, width, depth) - head_params
+    layers = encoder_layers(budget, fixed_params(in_channels, width, patch, max(1, image_size // patch)), width)
+    trunk = ViTTrunk(in_channels, width, layers, image_size, patch, n_heads)
+    return wrap(name, trunk, head, spec, in_channels, image_size, width, depth)
+
+
+@register_model("attention", family="attention", lr=1e-3, native=("dense", "vector", "box"), sized_by_heads=True)
+def attention(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("attention", spec, in_channels, image_size, width, depth, PATCH, sizing_heads)
+
+
+@register_model("attention_fullres", family="attention", lr=1e-3, native=("dense", "vector", "box"),
+                sized_by_heads=True)
+def attention_fullres(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
+    return _build("attention_fullres", spec, in_channels, image_size, width, depth, 1, sizing_heads, FULLRES_HEADS)

@@ -120,3 +120,43 @@ def build_adapter(in_ch: int, spec: HeadSpec) -> nn.Module:
     if spec.kind == "dense":
         raise UsageError("dense heads need no adapter")
     return ADAPTERS.get(spec.adapter or DEFAULT_ADAPTER)(in_ch, spec)
+
+
+class LearnedUpsample(nn.Sequential):
+    """Upsample (B, C, h, w) by ``factor`` (a power of two) with stride-2 transposed convs.
+
+    Each 2x2-kernel, stride-2 layer gives every input cell its own learned 2x2
+    stencil; a ReLU sits between layers, none after the last. ``factor`` 1 is
+    the identity. log2(factor) * 4 * C * C_out-ish parameters: cheap, unlike an
+    FC layer to full resolution.
+    """
+
+    def __init__(self, cin: int, cout: int, factor: int) -> None:
+        steps = max(factor, 1).bit_length() - 1
+        if 2**steps != max(factor, 1):
+            raise UsageError(f"learned upsampling needs a power-of-two factor, got {factor}")
+        layers: list[nn.Module] = []
+        for i in range(steps):
+            layers.append(nn.ConvTranspose2d(cin, cout if i == steps - 1 else cin, 2, stride=2))
+            if i < steps - 1:
+                layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers if layers else [nn.Conv2d(cin, cout, 1)])
+
+
+class DecodedHead(nn.Module):
+    """``inner(decoder(feats))``: a head that reads a decoded map, e.g. an adapter at full resolution.
+
+    ``inner`` None returns the decoded map itself. ``heatmap`` is forwarded so that a
+    ``heatmap_decode`` adapter keeps its trainable view.
+    """
+
+    def __init__(self, decoder: nn.Module, inner: nn.Module | None = None) -> None:
+        super().__init__()
+        self.decoder, self.inner = decoder, inner
+
+    def forward(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        z = self.decoder(feats)  # (B, C, H, W)
+        return z if self.inner is None else self.inner(z, size)
+
+    def heatmap(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self.inner.heatmap(self.decoder(feats), size)

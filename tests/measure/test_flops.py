@@ -154,8 +154,9 @@ def test_counts_are_linear_in_batch_but_for_per_forward_work(name):
     model = create_model(name).eval()
     one, three = (count_flops(model, torch.randn(b, 3, 40, 40), cross_check=False) for b in (1, 3))
     assert three.macs == 3 * one.macs
-    # attention resizes its (1, D, 8, 8) position table to 10x10 once per forward: bilinear, 4 taps, 2 FLOPs each
-    per_forward = 2 * 4 * model.trunk.pos.shape[1] * 10 * 10 if name == "attention" else 0
+    # attention resizes its axial position embeddings, (1, D, 32/p, 1) and (1, D, 1, 32/p), to 40/p
+    # tokens once per forward: bilinear, 4 taps per output element, 2 FLOPs per tap
+    per_forward = 2 * 4 * model.trunk.pos_h.shape[1] * 2 * (40 // model.trunk.patch) if name == "attention" else 0
     assert three.other_by_operator.get("upsample_bilinear2d", 0) == \
         3 * one.other_by_operator.get("upsample_bilinear2d", 0) - 2 * per_forward
 
