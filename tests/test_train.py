@@ -1,0 +1,98 @@
+"""The training loop and the convergence rule: plateau stop, no stop while improving,
+the maximum respected, the rule disabled, and "still falling" on closed-form curves."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcnprobe.convergence import (NEVER, StopRule, plateaued, relative_improvement, should_stop, still_falling,
+                                  tail_window)
+from fcnprobe.models import create_model
+from fcnprobe.tasks import create_task
+from fcnprobe.train import EngineOptions, TrainBudget, engine_options, schedule, train
+
+RULE = StopRule(eval_every=10, window=3, rel_tol=0.01, min_steps=0)
+
+
+def test_relative_improvement_closed_form():
+    assert relative_improvement([4.0, 2.0, 1.9, 1.0], 2) == pytest.approx((2.0 - 1.0) / 2.0)
+    assert relative_improvement([1.0, 2.0], 2) == math.inf  # nothing before the window
+    assert relative_improvement([0.0, 0.0, 0.0], 1) == 0.0  # a zero loss does not divide by zero
+
+
+def test_stops_on_a_plateau():
+    flat = [1.0, 0.5] + [0.499] * 3  # the last 3 evaluations beat 0.5 by 0.2% < 1%
+    assert plateaued(flat, RULE)
+    assert should_stop(50, flat, RULE).startswith("plateau")
+
+
+def test_does_not_stop_while_improving():
+    falling = [0.9**k for k in range(30)]  # 10% better per evaluation: 27% over any 3
+    assert not any(should_stop(10 * (k + 1), falling[:k + 1], RULE) for k in range(30))
+
+
+def test_min_steps_and_disabled_rule_never_stop():
+    flat = [1.0] * 10
+    assert should_stop(100, flat, StopRule(eval_every=10, window=3, min_steps=200)) is None
+    assert should_stop(10_000, flat, NEVER) is None
+    assert should_stop(100, [1.0, 1.0, 1.0, 1.0, float("nan")], RULE) is None  # NaN is an error, not a plateau
+
+
+def test_still_falling_uses_the_last_tenth():
+    assert tail_window(100, 0.1) == 10 and tail_window(3, 0.1) == 1
+    assert still_falling([1.0 / (k + 1) for k in range(100)]) is True  # 1/k: ~10% better over the last tenth
+    assert still_falling([1.0] * 50 + [0.5] * 50) is False  # converged by the midpoint
+    assert still_falling([1.0]) is None
+
+
+def test_bad_rule_is_a_clear_error():
+    with pytest.raises(ValueError, match="invalid StopRule"):
+        StopRule(window=0)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    assert schedule(0, 100) == pytest.approx(0.2) and schedule(4, 100) == pytest.approx(1.0)
+    assert schedule(100, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+# -- the loop ---------------------------------------------------------------------------
+TASK = create_task("global_cue", image_size=12)
+
+
+def _loss(out, batch):
+    return F.cross_entropy(out, batch.targets, ignore_index=-100)
+
+
+def _train(budget: TrainBudget, options: EngineOptions = EngineOptions(), seed: int = 0):
+    torch.manual_seed(seed)
+    model = create_model("fcn", head=TASK.head, image_size=12, width=8, depth=2)
+    return train(model, TASK.sample, _loss, budget, 5e-3, "cpu", seed, options)
+
+
+def test_early_stop_records_step_and_reason_and_respects_the_max():
+    loose = StopRule(eval_every=5, window=2, rel_tol=0.5, min_steps=10, val_samples=8)
+    res = _train(TrainBudget(60, 4, log_every=5, stop=loose))
+    assert 10 <= res.stopped_at_step < 60 and res.stop_reason.startswith("plateau")
+    assert res.loss_steps[-1] == res.stopped_at_step and res.val_steps[-1] == res.stopped_at_step
+    never = StopRule(eval_every=5, window=2, rel_tol=1e9, min_steps=0, val_samples=8)  # would stop at once
+    capped = _train(TrainBudget(12, 4, log_every=5, stop=dataclasses.replace(never, enabled=False)))
+    assert capped.stopped_at_step == 12 and capped.stop_reason == "budget" and capped.val_losses == []
+    assert capped.loss_steps == [5, 10, 12]
+
+
+def test_validation_does_not_change_the_training_curve():
+    plain = _train(TrainBudget(20, 4, log_every=5))
+    watched = _train(TrainBudget(20, 4, log_every=5, stop=StopRule(eval_every=5, min_steps=1000, val_samples=8)))
+    assert watched.losses == plain.losses and len(watched.val_losses) == 4
+
+
+def test_engine_options_are_deterministic_and_agree():
+    on, off = EngineOptions(), EngineOptions(channels_last=False, fused_adamw=False)
+    a, b, c = (_train(TrainBudget(10, 4, log_every=5), o) for o in (on, on, off))
+    assert a.losses == b.losses  # same seed + config = same numbers
+    assert a.losses == pytest.approx(c.losses, rel=1e-4)  # the options change speed, not the arithmetic
+    assert set(engine_options()) >= {"channels_last", "fused_adamw", "compile", "torch_version"}
