@@ -116,6 +116,7 @@ class Run:
         fmt = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=fmt).train()
         self.sample, self.loss_fn, self.budget, self.options = sample, loss_fn, budget, options
+        self.forward = torch.compile(model) if options.compile else model  # compiles on the first step
         self.opt = make_adamw(model.parameters(), lr, options)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: schedule(s, budget.steps))
         self.gen = torch.Generator(device=device).manual_seed(seed)
@@ -130,7 +131,7 @@ class Run:
     def advance(self) -> None:
         """One optimiser step; logs, validates and decides whether to stop."""
         batch = self.sample(self.budget.batch_size, self.gen)
-        loss = self.loss_fn(self.model(to_engine(batch.inputs, self.options)), batch)
+        loss = self.loss_fn(self.forward(to_engine(batch.inputs, self.options)), batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -160,19 +160,32 @@ def _stack_batches(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, di
     return (torch.stack([b.inputs for b in batches]), torch.stack([b.targets for b in batches]), meta)
 
 
+def vmap_runs(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
+              budget: TrainBudget, device: str) -> tuple[list[Run], _Stacked]:
+    """Per-member book-keeping runs (no maths of their own) and the stack that does the maths."""
+    plain = EngineOptions(channels_last=False, fused_adamw=False)
+    runs = [Run(mod, sample, loss_fn, budget, m.lr, device, m.data_seed, plain) for mod, m in zip(models, members)]
+    return runs, _Stacked(models, members, loss_fn)
+
+
+def vmap_step(runs: list[Run], stack: _Stacked, step: int) -> torch.Tensor:
+    """One optimiser step of every member at once; returns the per-member losses (G,)."""
+    budget = runs[0].budget
+    losses = stack.losses(*_stack_batches([r.sample(budget.batch_size, r.gen) for r in runs]))  # (G,)
+    losses.sum().backward()  # members are independent: each gets its own gradient
+    stack.adamw(schedule(step, budget.steps))
+    return losses.detach()
+
+
 def _train_vmap(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
                 budget: TrainBudget, device: str) -> GroupResult:
     start = time.perf_counter()
-    plain = EngineOptions(channels_last=False, fused_adamw=False)  # books only: the stack does the maths
-    runs = [Run(mod, sample, loss_fn, budget, m.lr, device, m.data_seed, plain) for mod, m in zip(models, members)]
-    stack = _Stacked(models, members, loss_fn)
+    runs, stack = vmap_runs(models, members, sample, loss_fn, budget, device)
     results: list[TrainResult | None] = [None] * len(runs)
     for step in range(budget.steps):
-        losses = stack.losses(*_stack_batches([r.sample(budget.batch_size, r.gen) for r in runs]))  # (G,)
-        losses.sum().backward()  # members are independent: each gets its own gradient
-        stack.adamw(schedule(step, budget.steps))
+        losses = vmap_step(runs, stack, step)
         for i, run in enumerate(runs):
-            _after_step(run, stack, i, losses[i].detach())
+            _after_step(run, stack, i, losses[i])
             if results[i] is None and run.done:
                 stack.load_member(i, run.model)
                 synchronize(device)
