@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 
 from fcnprobe.config import synchronize
-from fcnprobe.convergence import NEVER, VAL_SEED_OFFSET, StopRule, should_stop, still_falling
+from fcnprobe.convergence import (NEVER, VAL_SEED_OFFSET, StopRule, relative_improvement, should_stop, still_falling,
+                                  tail_window)
 from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 
@@ -74,7 +75,8 @@ class TrainResult:
     train_time_s: float
     stopped_at_step: int = 0  # steps actually taken (== budget.steps when not stopped early)
     stop_reason: str = "budget"  # "budget", or the plateau rule's message
-    still_falling: bool | None = None  # training loss improved > rel_tol over its last tail_frac
+    still_falling: bool | None = None  # training loss still improved beyond the rule's tolerance over its last 10%
+    tail_improvement_frac: float | None = None  # that improvement, relative to the earlier best
     val_losses: list[float] = dataclasses.field(default_factory=list)  # validation loss per evaluation
     val_steps: list[int] = dataclasses.field(default_factory=list)  # the step of each evaluation
 
@@ -150,7 +152,7 @@ class Run:
         if self.val is not None and self.step % rule.eval_every == 0:
             self.res.val_losses.append(self.validate())
             self.res.val_steps.append(self.step)
-            self.reason = should_stop(self.step, self.res.val_losses, rule)
+            self.reason = should_stop(self.step, self.res.val_losses, rule, self.budget.steps)
         if self.reason is None and last:
             self.reason = "budget"
 
@@ -186,6 +188,8 @@ def finish_result(res: TrainResult, step: int, reason: str, rule: StopRule, elap
     res.final_loss = res.losses[-1] if res.losses else float("nan")
     res.train_time_s, res.stopped_at_step, res.stop_reason = elapsed_s, step, reason
     res.still_falling = still_falling(res.losses, rule)
+    change = relative_improvement(res.losses, tail_window(len(res.losses), rule.tail_frac))
+    res.tail_improvement_frac = None if math.isinf(change) else change
     return res
 
 
