@@ -98,11 +98,7 @@ def schedule(step: int, steps: int) -> float:
 
 def make_adamw(params: Any, lr: float, options: EngineOptions = ENGINE) -> torch.optim.AdamW:
     """AdamW with the shared weight decay; ``params`` may be parameter groups (their own ``lr``)."""
-    params = list(params)
-    flat = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
-    fused = options.fused_adamw and all(p.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-                                        for p in flat)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=fused or None)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=options.fused_adamw or None)
 
 
 def to_engine(x: torch.Tensor, options: EngineOptions = ENGINE) -> torch.Tensor:
