@@ -26,7 +26,7 @@ def test_relative_improvement_closed_form():
 
 
 def test_window_is_a_fraction_of_the_budget():
-    assert RULE.window(MAX) == 3 and StopRule().window(800) == 4 and StopRule().window(10) == 1
+    assert RULE.window(MAX) == 3 and StopRule().window(3000) == 8 and StopRule().window(10) == 2
 
 
 def test_stops_on_a_plateau():
