@@ -82,19 +82,24 @@ def main(reps: int = 7) -> None:
     """Print the table of every comparison (markdown), for a closing note."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*batching rule.*")
-    print(f"sgemm (cost probe, n=512, 1 thread): {sgemm_gflops('cpu'):.1f} GFLOP/s")
-    print("| family | plain samples/s | engine samples/s | engine x | vmap x (G=3) | vmap x (G=6) |")
-    print("|---|---|---|---|---|---|")
+    gemm = sgemm_gflops("cpu")
+    print(f"sgemm (cost probe, n=512, 1 thread): {gemm:.1f} GFLOP/s")
+    print("| family | train MMAC/sample | plain samples/s | engine samples/s | engine x | sgemm frac "
+          "| vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in FAMILIES:
         one = interleaved({"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)},
                           reps=reps, samples={"engine": 16, "plain": 16})
-        row = [f"{one['plain']['samples_per_s_median']:.0f}", f"{one['engine']['samples_per_s_median']:.0f}",
-               f"{ratio(one, 'engine', 'plain'):.2f}"]
+        macs, rate = train_macs_per_sample(name, QUICK), one["engine"]["samples_per_s_median"]
+        row = [f"{macs / 1e6:.1f}", f"{one['plain']['samples_per_s_median']:.0f}", f"{rate:.0f}",
+               f"{ratio(one, 'engine', 'plain'):.2f}", f"{MAC_FLOPS * macs * rate / 1e9 / gemm:.2f}"]
+        noise = [v["s_per_call_iqr"] / v["s_per_call_median"] for v in one.values()]
         for g in GROUPS.values():
             st = interleaved({s: make_step(name, QUICK, ENGINE, group=g, strategy=s) for s in ("loop", "vmap")},
                              reps=reps, samples={"loop": 16 * g, "vmap": 16 * g})
             row.append(f"{ratio(st, 'vmap', 'loop'):.2f}")
-        print(f"| {name} | " + " | ".join(row) + " |", flush=True)
+            noise += [v["s_per_call_iqr"] / v["s_per_call_median"] for v in st.values()]
+        print(f"| {name} | " + " | ".join(row) + f" | {max(noise):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

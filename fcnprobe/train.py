@@ -149,7 +149,7 @@ class Run:
             self.res.val_losses.append(self.validate())
             self.res.val_steps.append(self.step)
             self.reason = should_stop(self.step, self.res.val_losses, rule, self.budget.steps)
-        if self.reason is None and last:
+        if last:  # a plateau seen at the last step saved nothing: the budget ended the run
             self.reason = "budget"
 
     @torch.no_grad()

@@ -134,3 +134,9 @@ def test_engine_options_train_every_registered_model_alike(name):
         model = create_model(name, head=_native_head(name), image_size=16, width=8, depth=2)
         curves.append(train(model, sample, loss, TrainBudget(3, 2, log_every=1), 1e-3, "cpu", 0, opts).losses)
     assert curves[0] == pytest.approx(curves[1], rel=1e-4, abs=1e-6)
+
+
+def test_a_plateau_at_the_last_step_is_the_budget():
+    eager = StopRule(eval_every=5, window_frac=0.1, min_frac=1.0, rel_tol=1e9, val_samples=8)  # plateau at step 20
+    res = _train(TrainBudget(20, 4, log_every=5, stop=eager))
+    assert res.stopped_at_step == 20 and res.stop_reason == "budget" and res.val_steps[-1] == 20
