@@ -1,21 +1,34 @@
 """One training loop for every probe that trains (context, shape): AdamW, a short
-linear warm-up then cosine decay, a fixed budget of steps and batch size, data
-drawn on the fly from a seeded task generator.
+linear warm-up then cosine decay, a fixed maximum of steps and batch size, data
+drawn on the fly from a seeded task generator, and an optional early stop on a
+validation stream (``fcnprobe.convergence``).
 
 The learning rate is set once per family (``lr`` in the model registry's
 metadata), never per task, so no model gets a task-specific advantage.
+
+Engine options (``EngineOptions``) are speed-ups that leave the arithmetic the
+same: channels-last activations for convolutions and the fused AdamW kernel.
+Each was kept because it measured faster on one CPU thread
+(``benchmarks/test_bench_train.py``); ``engine_options()`` is the dict to store
+in a run's manifest. Training many seeds or learning rates together:
+``fcnprobe.train_group``.
+
+    >>> res = train(model, task.sample, loss_fn, TrainBudget(800, 16, stop=StopRule()), 5e-3, "cpu", seed=0)
+    >>> res.stopped_at_step, res.stop_reason, res.still_falling
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
 from fcnprobe.device import synchronize
+from fcnprobe.convergence import (NEVER, VAL_SEED_OFFSET, StopRule, relative_improvement, should_stop, still_falling,
+                                  tail_window)
 from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 
@@ -23,14 +36,35 @@ DEFAULT_LR = 2e-3  # for families that do not set one
 WARMUP_FRAC = 0.05  # of the steps; attention is unstable without a warm-up
 WEIGHT_DECAY = 0.01  # mild; the tasks are infinite streams, overfitting is not the risk
 
+Sample = Callable[[int, torch.Generator], Batch]
+LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainBudget:
     """The budget every model gets on a task within one preset."""
 
-    steps: int  # optimiser steps
+    steps: int  # maximum optimiser steps (the schedule always spans all of them)
     batch_size: int  # samples per step
     log_every: int = 10  # steps between recorded loss values
+    stop: StopRule = NEVER  # early stopping; NEVER (the default) trains every step
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    """Speed-ups that do not change what is computed (see the module docstring)."""
+
+    channels_last: bool = True  # NHWC activations: mkldnn convs ran ~2x faster per conv on one thread
+    fused_adamw: bool = True  # one fused kernel per step instead of ~10 ops per parameter
+    compile: bool = False  # torch.compile: measured slower end to end on CPU once compile time counts
+
+
+ENGINE = EngineOptions()
+
+
+def engine_options(options: EngineOptions = ENGINE) -> dict[str, Any]:
+    """The options in force, for the run manifest."""
+    return {**dataclasses.asdict(options), "torch_version": torch.__version__}
 
 
 @dataclasses.dataclass
@@ -39,6 +73,12 @@ class TrainResult:
     loss_steps: list[int]  # the step that closes each window
     final_loss: float
     train_time_s: float
+    stopped_at_step: int = 0  # steps actually taken (== budget.steps when not stopped early)
+    stop_reason: str = "budget"  # "budget", or the plateau rule's message
+    still_falling: bool | None = None  # training loss still improved beyond the rule's tolerance over its last 10%
+    tail_improvement_frac: float | None = None  # that improvement, relative to the earlier best
+    val_losses: list[float] = dataclasses.field(default_factory=list)  # validation loss per evaluation
+    val_steps: list[int] = dataclasses.field(default_factory=list)  # the step of each evaluation
 
 
 def family_lr(model_name: str) -> float:
@@ -48,39 +88,116 @@ def family_lr(model_name: str) -> float:
     return MODELS.meta(model_name).get("lr", DEFAULT_LR) if model_name in MODELS else DEFAULT_LR
 
 
-def _schedule(step: int, steps: int) -> float:
+def schedule(step: int, steps: int) -> float:
+    """Learning-rate factor at 0-based ``step``: linear warm-up, then cosine to 0 at ``steps``."""
     warm = max(1, int(WARMUP_FRAC * steps))
     if step < warm:
         return (step + 1) / warm
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
-def train(model: nn.Module, sample: Callable[[int, torch.Generator], Batch],
-          loss_fn: Callable[[torch.Tensor, Batch], torch.Tensor], budget: TrainBudget,
-          lr: float, device: str, seed: int) -> TrainResult:
-    """Train ``model`` in place; raises CellError if the loss stops being finite."""
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, budget.steps))
-    gen = torch.Generator(device=device).manual_seed(seed)
-    losses, steps, window = [], [], []
-    start = time.perf_counter()
-    for step in range(budget.steps):
-        batch = sample(budget.batch_size, gen)
-        loss = loss_fn(model(batch.inputs), batch)
-        opt.zero_grad(set_to_none=True)
+def make_adamw(params: Any, lr: float, options: EngineOptions = ENGINE) -> torch.optim.AdamW:
+    """AdamW with the shared weight decay; ``params`` may be parameter groups (their own ``lr``)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=options.fused_adamw or None)
+
+
+def to_engine(x: torch.Tensor, options: EngineOptions = ENGINE) -> torch.Tensor:
+    """Inputs in the engine's memory format (NCHW -> channels-last when on)."""
+    return x.contiguous(memory_format=torch.channels_last) if options.channels_last and x.dim() == 4 else x
+
+
+class Run:
+    """One model's training state, advanced one step at a time (``train`` and lock-step groups)."""
+
+    def __init__(self, model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget, lr: float,
+                 device: str, seed: int, options: EngineOptions = ENGINE) -> None:
+        fmt = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model = model.to(device=device, memory_format=fmt).train()
+        self.sample, self.loss_fn, self.budget, self.options = sample, loss_fn, budget, options
+        self.forward = torch.compile(model) if options.compile else model  # compiles on the first step
+        self.opt = make_adamw(model.parameters(), lr, options)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: schedule(s, budget.steps))
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.val = validation_batch(sample, budget.stop, device, seed)
+        self.step, self.window, self.reason = 0, [], None
+        self.res = TrainResult([], [], float("nan"), 0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None
+
+    def advance(self) -> None:
+        """One optimiser step; logs, validates and decides whether to stop."""
+        batch = self.sample(self.budget.batch_size, self.gen)
+        loss = self.loss_fn(self.forward(to_engine(batch.inputs, self.options)), batch)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        window.append(loss.detach())
-        if len(window) == budget.log_every or step == budget.steps - 1:
-            losses.append(torch.stack(window).mean().item())  # the only host sync, once per window
-            if not math.isfinite(losses[-1]):
-                raise CellError(f"training loss became {losses[-1]} by step {step + 1}")
-            steps.append(step + 1)
-            window = []
+        self.opt.step()
+        self.sched.step()
+        self.after_step(loss.detach())
+
+    def after_step(self, loss: torch.Tensor) -> None:
+        """Book-keeping shared with grouped training: the loss log, validation and the stop rule."""
+        self.step += 1
+        self.window.append(loss)
+        last = self.step == self.budget.steps
+        if len(self.window) == self.budget.log_every or last:
+            log_window(self.res, self.window, self.step)  # the only host sync, once per window
+            self.window = []
+        rule = self.budget.stop
+        if self.val is not None and self.step % rule.eval_every == 0:
+            self.res.val_losses.append(self.validate())
+            self.res.val_steps.append(self.step)
+            self.reason = should_stop(self.step, self.res.val_losses, rule, self.budget.steps)
+        if last:  # a plateau seen at the last step saved nothing: the budget ended the run
+            self.reason = "budget"
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.model.eval()
+        loss = self.loss_fn(self.model(to_engine(self.val.inputs, self.options)), self.val).item()
+        self.model.train()
+        return loss
+
+    def finish(self, elapsed_s: float) -> TrainResult:
+        if self.window:  # stopped between two log points
+            log_window(self.res, self.window, self.step)
+        return finish_result(self.res, self.step, self.reason or "budget", self.budget.stop, elapsed_s)
+
+
+def validation_batch(sample: Sample, rule: StopRule, device: str, seed: int) -> Batch | None:
+    """The fixed validation batch (its own seed stream), or None when the rule is off."""
+    if not rule.enabled:
+        return None
+    return sample(rule.val_samples, torch.Generator(device=device).manual_seed((seed + VAL_SEED_OFFSET) % 2**31))
+
+
+def log_window(res: TrainResult, window: list[torch.Tensor], step: int) -> None:
+    """Append the window's mean loss; raises CellError if it is not finite."""
+    res.losses.append(torch.stack(window).mean().item())
+    res.loss_steps.append(step)
+    if not math.isfinite(res.losses[-1]):
+        raise CellError(f"training loss became {res.losses[-1]} by step {step}")
+
+
+def finish_result(res: TrainResult, step: int, reason: str, rule: StopRule, elapsed_s: float) -> TrainResult:
+    res.final_loss = res.losses[-1] if res.losses else float("nan")
+    res.train_time_s, res.stopped_at_step, res.stop_reason = elapsed_s, step, reason
+    res.still_falling = still_falling(res.losses, rule)
+    change = relative_improvement(res.losses, tail_window(len(res.losses), rule.tail_frac))
+    res.tail_improvement_frac = None if math.isinf(change) else change
+    return res
+
+
+def train(model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget, lr: float, device: str,
+          seed: int, options: EngineOptions = ENGINE) -> TrainResult:
+    """Train ``model`` in place; raises CellError if the loss stops being finite."""
+    start = time.perf_counter()
+    run = Run(model, sample, loss_fn, budget, lr, device, seed, options)
+    while not run.done and run.step < budget.steps:
+        run.advance()
     synchronize(device)
-    return TrainResult(losses, steps, losses[-1] if losses else float("nan"), time.perf_counter() - start)
+    return run.finish(time.perf_counter() - start)
 
 
 @torch.inference_mode()

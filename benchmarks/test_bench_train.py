@@ -1,0 +1,106 @@
+"""pytest-benchmark: training samples/s per family at the quick settings (32 px, width
+16, batch 16, one thread), the fraction of the machine's sgemm rate it reaches, the
+engine options against plain eager training, and grouped (vmap) against sequential
+training of G = 3 seeds and G = 6 learning rates.
+
+Every comparison is timed inside the test with ``fcnprobe.train_speed.interleaved``
+(blocks of A and B alternated, medians, IQR as noise), so it holds on a shared box;
+the numbers go to ``benchmark.extra_info``. The ``benchmark`` fixture itself times
+the default engine's step. MACs per training sample are 3x the forward's (1 MAC =
+2 FLOPs), over the sgemm GFLOP/s the cost probe measures in the same session.
+
+Run (timed): ``pytest benchmarks/test_bench_train.py --benchmark-enable``; CI runs
+each once with ``--benchmark-disable`` (pyproject's addopts) as a smoke test, with one
+interleaved repetition. The full table for a report: ``python benchmarks/test_bench_train.py``.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+
+from fcnprobe.flops import MAC_FLOPS
+from fcnprobe.train import ENGINE, EngineOptions
+from fcnprobe.train_speed import (QUICK, interleaved, make_step, ratio, sgemm_gflops,
+                                  train_macs_per_sample)
+
+FAMILIES = ("fcn", "dilated", "fcn_gap", "cnn_fc", "attention")
+GROUPS = {"seeds": 3, "lrs": 6}  # G of a cell's seeds, and of a learning-rate grid
+PLAIN = EngineOptions(channels_last=False, fused_adamw=False)
+
+
+def _reps(benchmark) -> dict:
+    """One short repetition when the suite runs disabled (CI smoke), seven when timed."""
+    return {"reps": 1, "block_s": 0.0, "warmup": 0} if benchmark.disabled else {"reps": 7, "block_s": 0.3}
+
+
+@pytest.fixture(scope="module")
+def sgemm() -> float:
+    return sgemm_gflops("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():  # vmap's batching fallback for CPU SDPA warns on every call
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        yield
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_train_step(benchmark, sgemm, name):
+    steps = {"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)}
+    st = interleaved(steps, samples={k: QUICK.batch_size for k in steps}, **_reps(benchmark))
+    macs = train_macs_per_sample(name, QUICK)
+    rate = st["engine"]["samples_per_s_median"]
+    benchmark.extra_info.update(
+        family=name, image_size=QUICK.image_size, width=QUICK.width, batch=QUICK.batch_size,
+        threads=torch.get_num_threads(), train_macs_per_sample=macs, samples_per_s=rate,
+        samples_per_s_plain=st["plain"]["samples_per_s_median"], engine_speedup=ratio(st, "engine", "plain"),
+        noise_iqr_frac=st["engine"]["s_per_call_iqr"] / st["engine"]["s_per_call_median"],
+        sgemm_gflops_per_s=sgemm, sgemm_frac=MAC_FLOPS * macs * rate / 1e9 / sgemm, engine=repr(ENGINE))
+    benchmark(steps["engine"])
+    assert 0 < benchmark.extra_info["sgemm_frac"] < 2  # above 1 would mean a wrong MAC count or clock
+
+
+@pytest.mark.parametrize("grid", GROUPS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_grouped_vs_sequential(benchmark, name, grid):
+    g = GROUPS[grid]
+    steps = {"sequential": make_step(name, QUICK, ENGINE, group=g, strategy="loop"),
+             "vmap": make_step(name, QUICK, ENGINE, group=g, strategy="vmap")}
+    st = interleaved(steps, samples={k: g * QUICK.batch_size for k in steps}, **_reps(benchmark))
+    benchmark.extra_info.update(
+        family=name, grid=grid, group=g, threads=torch.get_num_threads(),
+        sequential_samples_per_s=st["sequential"]["samples_per_s_median"],
+        vmap_samples_per_s=st["vmap"]["samples_per_s_median"], vmap_speedup=ratio(st, "vmap", "sequential"))
+    benchmark(steps["vmap"])
+
+
+def main(reps: int = 7) -> None:
+    """Print the table of every comparison (markdown), for a closing note."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message=".*batching rule.*")
+    gemm = sgemm_gflops("cpu")
+    print(f"sgemm (cost probe, n=512, 1 thread): {gemm:.1f} GFLOP/s")
+    print("| family | train MMAC/sample | plain samples/s | engine samples/s | engine x | sgemm frac "
+          "| vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in FAMILIES:
+        one = interleaved({"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)},
+                          reps=reps, samples={"engine": 16, "plain": 16})
+        macs, rate = train_macs_per_sample(name, QUICK), one["engine"]["samples_per_s_median"]
+        row = [f"{macs / 1e6:.1f}", f"{one['plain']['samples_per_s_median']:.0f}", f"{rate:.0f}",
+               f"{ratio(one, 'engine', 'plain'):.2f}", f"{MAC_FLOPS * macs * rate / 1e9 / gemm:.2f}"]
+        noise = [v["s_per_call_iqr"] / v["s_per_call_median"] for v in one.values()]
+        for g in GROUPS.values():
+            st = interleaved({s: make_step(name, QUICK, ENGINE, group=g, strategy=s) for s in ("loop", "vmap")},
+                             reps=reps, samples={"loop": 16 * g, "vmap": 16 * g})
+            row.append(f"{ratio(st, 'vmap', 'loop'):.2f}")
+            noise += [v["s_per_call_iqr"] / v["s_per_call_median"] for v in st.values()]
+        print(f"| {name} | " + " | ".join(row) + f" | {max(noise):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)
