@@ -103,8 +103,9 @@ def _isnan(v) -> bool:
 
 
 def style(i: int) -> dict:
-    """Colour, marker and line style for series ``i``; the (colour, marker) pair is unique for i < 24."""
-    return {"color": OKABE_ITO[i % 8], "marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % 8]}
+    """Colour, marker and line style for series ``i``; the (colour, marker) pair is unique for i < 24,
+    and series that share a colour (i, i + 8, i + 16) also differ in line style."""
+    return {"color": OKABE_ITO[i % 8], "marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[(i + i // 8) % 8]}
 
 
 def new(width: float = 6.0, height: float = 3.4, ncols: int = 1, nrows: int = 1):
