@@ -52,6 +52,7 @@ def _require_browser():
 
 @pytest.fixture(scope="module")
 def report_page(tmp_path_factory) -> Path:
+    _require_browser()  # skip (or fail under CI) before spending a build
     if not (QUICK / "manifest.json").exists():
         pytest.skip("reports/quick is not in this checkout")
     root = tmp_path_factory.mktemp("browser") / "run"

@@ -87,3 +87,11 @@ def test_report_template_shows_threats_and_skipped_only_when_given(tmp_path):
                 links=[], n_ok=1, n_failed=0)
     html = tpl.render(**base, threats={"image size": "32 px"}, skipped=[("cells/x.json", "truncated")])
     assert 'id="threats"' in html and 'href="#threats"' in html and 'id="skipped"' in html
+
+
+def test_cards_link_to_their_figure(tmp_path):
+    html = _page(tmp_path)
+    card = html[html.index('id="claim3"'):]
+    card = card[:card.index("</article>")]
+    assert 'href="#context"' in card and 'href="#fig-context-global-cue-distance"' in card
+    assert 'id="fig-context-global-cue-distance"' in html

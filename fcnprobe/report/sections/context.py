@@ -58,14 +58,13 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
     tab = df.pivot_table(index="model", columns="param_distance", values="acc_frac", aggfunc="mean")
     fig, ax = F.new()
     ax, styles = ax[0][0], F.StyleMap.from_models(run.df.model)
-    for model, row in tab.iterrows():
-        ax.plot(row.index, row.values, label=model, **styles[model])
+    data = df[["model", "seed", "param_distance", "acc_frac"]].sort_values(["model", "param_distance", "seed"])
+    F.plot_band(ax, F.seed_band(data, "model", "param_distance", "acc_frac"), "model", "param_distance", styles)
     ax.axhline(float(df["chance_frac"].mean()), color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set(xlabel="shift distance d (px)", ylabel="held-out accuracy", ylim=(0, 1.02))
+    ax.set(xlabel="shift distance d (px)", ylabel="held-out accuracy (higher is better)", ylim=(0, 1.02))
     ax.legend(fontsize=7)
     cap = ("shift: one model trained per distance d, whose output at p must copy the input class at p+d; "
-           "a line that falls to chance at some d cannot see d px away.")
-    data = df[["model", "seed", "param_distance", "acc_frac"]].sort_values(["model", "param_distance", "seed"])
+           "a line that falls to chance at some d cannot see d px away (median over seeds, 95% band when several).")
     fig_ = F.render(fig, "context-shift", cap, "Accuracy against shift distance per model", data)
     tab.columns = [f"d={int(c)}" for c in tab.columns]
     return fig_, table_html(tab.reset_index())
