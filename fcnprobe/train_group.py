@@ -39,7 +39,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fcnprobe.config import synchronize
+from fcnprobe.device import synchronize
 from fcnprobe.tasks.base import Batch
 from fcnprobe.train import (ENGINE, WEIGHT_DECAY, EngineOptions, LossFn, Run, Sample, TrainBudget, TrainResult,
                             schedule)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.env import environment
+from fcnprobe.report.figures import unique_ids, write_figures
 from fcnprobe.report.sections import SECTIONS, ordered
 from fcnprobe.report.verdicts import compute_verdicts
 from fcnprobe.results import MANIFEST, TABLE, RunStore
@@ -32,7 +33,7 @@ def _failures(run: RunData) -> str | None:
     if bad.empty:
         return None
     params = [c for c in bad.columns if c.startswith("param_")]
-    view = bad[["probe", "model", "task", *params, "error"]].dropna(axis=1, how="all")
+    view = bad[["error", "probe", "model", "task", *params]].dropna(axis=1, how="all")
     return table_html(view.sort_values(["probe", "model", "task"]))
 
 
@@ -45,8 +46,12 @@ def _env(run: RunData) -> list[tuple[str, str]]:
     return rows
 
 
-def render(run: RunData, title: str = "fcnprobe report") -> str:
+def render(run: RunData, title: str = "fcnprobe report", page_dir: Path | None = None) -> str:
     sections = [s for s in (SECTIONS.get(name)(run) for name in ordered()) if s is not None]
+    figs = [f for s in sections for f in s.figures]
+    if page_dir is not None:
+        write_figures(figs, page_dir)  # figures/<id>.svg and .csv beside the page; ids made unique
+    unique_ids(figs)
     links = [name for name in (TABLE, "records.parquet", MANIFEST) if (run.root / name).exists()]
     n_failed = len(run.failed())
     prov = run.manifest.get("provenance", {})
@@ -65,7 +70,7 @@ def build_report(run_dir: str | Path, title: str = "fcnprobe report") -> Path:
         raise UsageError(f"{run_dir} has no {MANIFEST}: not an fcnprobe run directory")
     RunStore(run_dir).write_table()
     out = run_dir / "index.html"
-    out.write_text(render(RunData.load(run_dir), title), encoding="utf-8")
+    out.write_text(render(RunData.load(run_dir), title, page_dir=run_dir), encoding="utf-8")
     return out
 
 

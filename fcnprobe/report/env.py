@@ -10,6 +10,9 @@ import jinja2
 
 def environment() -> jinja2.Environment:
     """The environment over ``fcnprobe/report/templates``."""
+    from fcnprobe.report import glossary
+
     loader = jinja2.PackageLoader("fcnprobe.report", "templates")
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    return glossary.install(env)  # the term() link helper and the link_terms filter

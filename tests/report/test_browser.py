@@ -1,51 +1,125 @@
-"""Open the report in headless Chromium: no console errors, every image decoded, a screenshot.
+"""Open the report in headless Chromium at a desktop and a phone width.
 
+At 1280 px and 390 px: no console errors, every image decoded, no element wider
+than the viewport except inside a designated ``.scroll`` box, every figure
+(``<img>``/``<svg>``) captioned, and a full-page screenshot saved (and, when
+``$FCNPROBE_SCREENSHOT_DIR`` is set, a JPEG copy ``screenshot-<width>.jpg`` there:
+how the screenshots committed beside the sample report are refreshed).
+
+The page is built from the committed quick-preset records (``reports/quick``,
+copied to a temporary directory) plus one failed cell with a long message.
 Uses Debian's chromium driven by Playwright (the Python package only; no browser
-download). Skipped, with the reason, where either is missing.
+download). Where either is missing the test skips with the reason, except under
+``CI=true``, where it fails.
 """
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from fcnprobe.report.build import build_report
-from synthetic_run import FCN_FAILS, contract, cue, make_run
+from fcnprobe.results import RunStore
+from synthetic_run import error_record
 
+QUICK = Path(__file__).resolve().parents[2] / "reports" / "quick"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
          "--disable-component-update", "--disable-sync"]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+WIDTHS = (1280, 390)  # a laptop and a phone
+LONG_ERROR = ("RuntimeError: Given groups=1, weight of size [16, 3, 3, 3], expected input[1, 4, 32, 32] to have 3 "
+              "channels; /very/long/path/without/any/breaks/" + "x" * 120 + " " + "and more words " * 12)
 
 
-def _page_report(tmp_path):
-    import numpy as np
+def _require_browser():
+    """The Playwright module, or a skip (a failure under CI=true) naming what is missing."""
+    missing = []
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api, missing = None, ["playwright (pip install '.[test]')"]
+    if CHROMIUM is None:
+        missing.append("Debian's chromium (apt-get install chromium)")
+    if missing:
+        msg = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + " (CI=true: not skipping)")
+        pytest.skip(msg)
+    return sync_api
 
-    from fcnprobe.results import Record
 
-    erf = Record("erf", "fcn", "noise", {"trained": False}, 0, "erf-fcn", metrics={"erf_std_px": 2.0}, provenance={})
-    recs = [cue("fcn", FCN_FAILS, 13), cue("fcn_gap", [0.97] * 6, None, i=1),
-            contract("fcn", "dense:4", 32, [1, 4, 32, 32]), erf]
-    gauss = np.exp(-((np.arange(33) - 16) ** 2) / 20.0)
-    root = make_run(tmp_path, recs, arrays={"erf-fcn": {"erf_abs": np.outer(gauss, gauss)}})
+@pytest.fixture(scope="module")
+def report_page(tmp_path_factory) -> Path:
+    _require_browser()  # skip (or fail under CI) before spending a build
+    if not (QUICK / "manifest.json").exists():
+        pytest.skip("reports/quick is not in this checkout")
+    root = tmp_path_factory.mktemp("browser") / "run"
+    shutil.copytree(QUICK, root, ignore=shutil.ignore_patterns("index.html", "figures", "*.png"))
+    RunStore(root).write_record(error_record("fcn", LONG_ERROR))
     return build_report(root)
 
 
-def test_report_renders_in_chromium(tmp_path):
-    page_path = _page_report(tmp_path)
+OVERFLOW_JS = """() => {
+  const vw = document.documentElement.clientWidth, bad = [];
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                    (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '');
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.closest('.scroll');
+    if (box && box !== el) continue;                     // inside a designated scroll box
+    if (el.closest('svg') && el.tagName.toLowerCase() !== 'svg') continue;  // SVG internals: no CSS box
+    const r = el.getBoundingClientRect();
+    const wide = box === el ? r.width : Math.max(r.width, el.scrollWidth);
+    if (wide > vw + 1 || r.right > vw + 1 || r.left < -1) bad.push(name(el) + ' ' + Math.round(wide));
+  }
+  return {vw: vw, page: document.documentElement.scrollWidth, bad: bad.slice(0, 15)};
+}"""
+
+CAPTION_JS = """() => Array.from(document.querySelectorAll('img, svg'))
+  .filter(e => !(e.parentElement && e.parentElement.closest('svg')))
+  .map(e => { const f = e.closest('figure'), c = f && f.querySelector('figcaption');
+              return [e.getAttribute('aria-label') || e.getAttribute('alt') || e.tagName,
+                      c ? c.textContent.trim().length : 0]; })"""
+
+
+def _inspect(sync_api, page_path: Path, width: int, shot: Path) -> dict:
     errors: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(page_path.resolve().as_uri(), wait_until="load")
-        images = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-        svgs = page.evaluate("document.querySelectorAll('figure svg').length")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        out = {"errors": errors, "overflow": page.evaluate(OVERFLOW_JS), "captions": page.evaluate(CAPTION_JS),
+               "images": page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"),
+               "headers": page.evaluate("Array.from(document.querySelectorAll('th')).map(t => t.textContent.trim())")}
+        page.screenshot(path=str(shot), full_page=True)
+        keep = os.environ.get("FCNPROBE_SCREENSHOT_DIR")
+        if keep:  # the committed copy: JPEG keeps a full page under 1 MB
+            page.screenshot(path=str(Path(keep) / f"screenshot-{width}.jpg"), full_page=True, type="jpeg", quality=40)
         browser.close()
-    assert errors == []
-    assert images and all(images), images
-    assert svgs >= 1
-    assert (tmp_path / "report.png").stat().st_size > 10_000
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_report_fits_and_captions_every_figure(report_page, tmp_path, width):
+    sync_api = _require_browser()
+    shot = tmp_path / f"screenshot-{width}.png"
+    res = _inspect(sync_api, report_page, width, shot)
+    assert res["errors"] == []
+    assert res["images"] and all(res["images"]), res["images"]
+    assert res["overflow"]["bad"] == [], res["overflow"]
+    assert res["overflow"]["page"] <= res["overflow"]["vw"]
+    assert len(res["captions"]) >= 5 and all(n > 20 for _, n in res["captions"]), res["captions"]
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.xfail(strict=False, reason="TODO(issue 18): probes do not declare metric labels yet; wire up "
+                   "fcnprobe.report's declared-label lookup once the declared-metrics branch is merged")
+def test_todo_every_table_header_maps_to_a_declared_metric_label(report_page, tmp_path):
+    sync_api = _require_browser()
+    from fcnprobe.report.labels import declared_labels  # noqa: F401  (the module the lead will provide)
+
+    headers = set(_inspect(sync_api, report_page, 1280, tmp_path / "s.png")["headers"])
+    assert headers <= set(declared_labels()) | {"model", "model [head]", "probe", "task", "error"}

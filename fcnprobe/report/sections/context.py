@@ -1,8 +1,6 @@
 """Report section for the global-context probe: accuracy against cue distance vs the TRF."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
@@ -22,40 +20,43 @@ def binned_tasks(run: RunData) -> list[str]:
     return sorted(df[many].task.unique())
 
 
-def _curve(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Seed-mean accuracy per bin centre for one model's records."""
-    accs = np.array([[np.nan if a is None else a for a in r] for r in df["acc_by_dist_frac"]], dtype=float)
-    first = df.iloc[0]
-    centres = (np.asarray(first["dist_bin_lo_px"], float) + np.asarray(first["dist_bin_hi_px"], float)) / 2
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a bin empty in every seed stays NaN
-        return centres, np.nanmean(accs, axis=0)
+def bins_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of one row per (model, seed, distance bin): the figure's data, straight from the records."""
+    rows = []
+    for _, r in df.iterrows():
+        for lo, hi, acc in zip(r["dist_bin_lo_px"], r["dist_bin_hi_px"], r["acc_by_dist_frac"]):
+            rows.append({"model": r.model, "seed": r.seed, "dist_bin_lo_px": lo, "dist_bin_hi_px": hi,
+                         "bin_centre_px": (lo + hi) / 2, "acc_frac": np.nan if acc is None else acc,
+                         "reach_px": reach_of(r), "chance_frac": r.get("chance_frac")})
+    return pd.DataFrame(rows)
 
 
 def _distance_figure(run: RunData, task: str) -> F.Figure | None:
     df = run.ok("context", task)
     if df.empty or "acc_by_dist_frac" not in df:
         return None
+    styles, data = F.StyleMap.from_models(run.df.model), bins_frame(df)
     fig, ax = F.new()
     ax = ax[0][0]
-    for i, (model, g) in enumerate(df.groupby("model", sort=True)):
-        x, y = _curve(g)
-        ax.plot(x, y, label=model.replace("$", r"\$"), **F.style(i))
+    F.plot_band(ax, F.seed_band(data, "model", "bin_centre_px", "acc_frac"), "model", "bin_centre_px", styles,
+                label=lambda m: m.replace("$", r"\$"))
+    for model, g in df.groupby("model", sort=True):
         radius = reach_of(g.iloc[0])
         if radius is not None:
-            ax.axvline(radius, color=F.OKABE_ITO[i % 8], linestyle=":", linewidth=1)
+            ax.axvline(radius, color=styles[model]["color"], linestyle=":", linewidth=1)
     ax.axhline(float(df["chance_frac"].mean()), color="grey", linestyle="--", linewidth=1, label="chance")
     if "pooled_ceiling_frac" in df and df["pooled_ceiling_frac"].notna().any():
         ax.axhline(float(df["pooled_ceiling_frac"].mean()), color="black", linestyle=(0, (1, 2)), linewidth=1,
                    label="ceiling of a pooled local model")
-    ax.set(xlabel="cue distance (px, Chebyshev, bin centre)", ylabel="held-out accuracy", ylim=(0, 1.02))
+    ax.set(xlabel="cue distance (px, Chebyshev, bin centre)", ylabel="held-out accuracy (higher is better)",
+           ylim=(0, 1.02))
     ax.legend(fontsize=7, ncols=2)
     alt = f"Accuracy against cue distance on {task} for {', '.join(sorted(df.model.unique()))}"
-    cap = (f"{task}: accuracy per distance bin (mean over seeds). Dotted verticals: each local "
-           f"model's reach on this task (TRF radius; TRF + cue size for pairs of cues) in its colour; "
-           f"dashed grey: chance; dotted black, where shown: the best accuracy any translation-invariant "
-           f"sum of local functions can reach beyond its reach.")
-    return F.to_svg(fig, alt, cap)
+    cap = (f"{task}: lines that drop to chance (dashed grey) right of their dotted vertical fail beyond their "
+           f"reach; lines that stay high there use context beyond their TRF. Median over seeds, shaded 95% "
+           f"band when there are several; dotted black, where shown: the best accuracy any "
+           f"translation-invariant sum of local functions can reach.")
+    return F.render(fig, f"context-{task}-distance", cap, alt, data)
 
 
 def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
@@ -64,14 +65,15 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
         return None, None
     tab = df.pivot_table(index="model", columns="param_distance", values="acc_frac", aggfunc="mean")
     fig, ax = F.new()
-    ax = ax[0][0]
-    for i, (model, row) in enumerate(tab.iterrows()):
-        ax.plot(row.index, row.values, label=model, **F.style(i))
+    ax, styles = ax[0][0], F.StyleMap.from_models(run.df.model)
+    data = df[["model", "seed", "param_distance", "acc_frac"]].sort_values(["model", "param_distance", "seed"])
+    F.plot_band(ax, F.seed_band(data, "model", "param_distance", "acc_frac"), "model", "param_distance", styles)
     ax.axhline(float(df["chance_frac"].mean()), color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set(xlabel="shift distance d (px)", ylabel="held-out accuracy", ylim=(0, 1.02))
+    ax.set(xlabel="shift distance d (px)", ylabel="held-out accuracy (higher is better)", ylim=(0, 1.02))
     ax.legend(fontsize=7)
-    cap = "shift: one model trained per distance d; output at p must copy the input class at p+d."
-    fig_ = F.to_svg(fig, "Accuracy against shift distance per model", cap)
+    cap = ("shift: one model trained per distance d, whose output at p must copy the input class at p+d; "
+           "a line that falls to chance at some d cannot see d px away (median over seeds, 95% band when several).")
+    fig_ = F.render(fig, "context-shift", cap, "Accuracy against shift distance per model", data)
     tab.columns = [f"d={int(c)}" for c in tab.columns]
     return fig_, table_html(tab.reset_index(), run.labels)
 

@@ -5,6 +5,7 @@ import pandas as pd
 
 from fcnprobe.analysis.common import loglog_slope
 from fcnprobe.report import figures as F
+from fcnprobe.report import plots as P
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.evidence import distance_summary
 from fcnprobe.report.sections.base import Section, register_section
@@ -21,22 +22,35 @@ def _forward(run: RunData) -> pd.DataFrame:
     return df.assign(pixels=df["param_size"].astype(float) ** 2)
 
 
-def _scaling_figure(df: pd.DataFrame) -> tuple[F.Figure, pd.DataFrame]:
-    b1 = df[df["param_batch"] == df["param_batch"].min()] if "param_batch" in df else df
+def _batch1(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["param_batch"] == df["param_batch"].min()] if "param_batch" in df else df
+
+
+def _scaling_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure, pd.DataFrame]:
+    b1 = _batch1(df)
     fig, axes = F.new(9, 3.4, ncols=2)
     rows = []
-    for i, (model, g) in enumerate(b1.groupby("model", sort=True)):
-        g = g.groupby("pixels")[["macs", "latency_ms_median"]].mean().reset_index()
+    for model, g in b1.groupby("model", sort=True):
+        iqr = g["latency_ms_iqr"] if "latency_ms_iqr" in g else pd.Series(0.0, index=g.index)
+        g = g.assign(latency_ms_iqr=iqr).groupby("pixels")[["macs", "latency_ms_median", "latency_ms_iqr"]].mean()
+        g = g.reset_index()
         s_mac, s_t = loglog_slope(g.pixels, g.macs), loglog_slope(g.pixels, g.latency_ms_median)
-        axes[0][0].plot(g.pixels, g.macs, label=f"{model} ({_s(s_mac)})", **F.style(i))
-        axes[0][1].plot(g.pixels, g.latency_ms_median, label=f"{model} ({_s(s_t)})", **F.style(i))
+        axes[0][0].plot(g.pixels, g.macs, label=f"{model} ({_s(s_mac)})", **styles[model])
+        F.errorbar_iqr(axes[0][1], g.pixels, g.latency_ms_median, g.latency_ms_iqr, styles[model],
+                       f"{model} ({_s(s_t)})")
         rows.append({"model": model, "MACs slope": s_mac, "latency slope": s_t})
-    for ax, ylab in zip(axes[0], ("MACs per image", "latency, batch 1 (ms, median)")):
-        ax.set(xscale="log", yscale="log", xlabel="pixels (H×W)", ylabel=ylab)
+    for ax, ylab in zip(axes[0], ("MACs per image (lower is better)", "latency, batch 1 (ms, median ± IQR/2)")):
+        ax.set(xlabel="pixels (H×W)", ylabel=ylab)
+        F.log_axis(ax, "x")
+        F.log_axis(ax, "y")
         ax.legend(fontsize=6)
-    fig_ = F.to_svg(fig, "Log-log plots of MACs and latency against pixel count per family",
-                    "Cost against resolution; the legend gives each family's log-log slope "
-                    "(1 = linear in pixels, 2 = quadratic).")
+    cols = [c for c in ("model", "param_size", "pixels", "seed", "macs", "latency_ms_median", "latency_ms_iqr")
+            if c in b1]
+    fig_ = F.render(fig, "cost-scaling", "Cost against resolution on log-log axes: a line steeper than its "
+                    "neighbours grows faster with the image; the legend gives each slope (1 = linear in pixels, "
+                    "2 = quadratic) and the latency bars are one IQR long.",
+                    "Log-log plots of MACs and latency against pixel count per family",
+                    b1[cols].sort_values(cols[:3]))
     return fig_, pd.DataFrame(rows)
 
 
@@ -53,7 +67,7 @@ def _table_at(df: pd.DataFrame, names: dict[str, str]) -> str | None:
     return table_html(at[["model", *cols]].sort_values(["model", *cols[:1]]), names)
 
 
-def _pareto(run: RunData, df: pd.DataFrame) -> F.Figure | None:
+def _pareto(run: RunData, df: pd.DataFrame, styles: F.StyleMap) -> F.Figure | None:
     acc = distance_summary(run, "global_cue", radius_of="fcn")
     if acc.empty or df.empty:
         return None
@@ -64,16 +78,17 @@ def _pareto(run: RunData, df: pd.DataFrame) -> F.Figure | None:
         return None
     fig, ax = F.new(6, 3.6)
     ax = ax[0][0]
-    for i, row in enumerate(acc.itertuples()):
-        st = F.style(i)
+    for row in acc.itertuples():
+        st = styles[row.model]
         ax.scatter(macs[row.model], row.beyond, label=row.model, color=st["color"], marker=st["marker"], s=40)
-    ax.set(xscale="log", xlabel="MACs per 32×32 image", ylabel="global_cue accuracy beyond fcn's TRF",
-           ylim=(0, 1.02))
+    ax.set(xlabel="MACs per 32×32 image", ylabel="global_cue accuracy beyond fcn's reach", ylim=(0, 1.02))
+    F.log_axis(ax, "x")
     ax.legend(fontsize=7)
+    data = pd.DataFrame({"model": acc.model, "macs": [macs[m] for m in acc.model], "acc_beyond_fcn_reach": acc.beyond})
     return F.to_svg(fig, "Scatter of accuracy beyond the plain FCN's TRF against MACs per family",
                     "Pareto view: what global context costs. Up and to the left is better. Accuracy comes "
                     "from the context probe at its preset's width; MACs from the cost probe at the default "
-                    "width, so read the x axis as relative cost between families.")
+                    "width, so read the x axis as relative cost between families.", "cost-pareto", data)
 
 
 @register_section("cost", order=40)
@@ -81,16 +96,20 @@ def cost_section(run: RunData) -> Section | None:
     df = _forward(run)
     if df.empty:
         return None
+    styles = F.StyleMap.from_models(run.df.model)
     sec = Section("cost", "Cost: FLOPs, latency, memory and their growth with resolution",
                   "What does each design cost, and how does the cost grow with the image?", _METHOD)
     if {"macs", "latency_ms_median"} <= set(df.columns):
-        fig, slopes = _scaling_figure(df)
+        fig, slopes = _scaling_figure(df, styles)
         sec.figures.append(fig)
         sec.tables.append(("Log-log slopes against pixel count (batch 1)", table_html(slopes)))
     tab = _table_at(df, run.labels)
     if tab:
         sec.tables.append((f"Per family at {AT_SIZE}×{AT_SIZE}", tab))
-    pareto = _pareto(run, df)
+    if "peak_mem_mb" in df:
+        mem = P.memory_figure(_batch1(df), styles)
+        sec.figures += [mem] if mem else []
+    pareto = _pareto(run, df, styles)
     if pareto:
         sec.figures.append(pareto)
     gemm = run.ok("cost", variant="roofline")

@@ -6,6 +6,7 @@ import pandas as pd
 
 from fcnprobe.analysis.common import loglog_slope
 from fcnprobe.report import figures as F
+from fcnprobe.report import plots as P
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.sections.base import Section, register_section
 
@@ -19,30 +20,37 @@ def _family_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["param_depth"].isna()] if "param_depth" in df else df
 
 
-def _heatmaps(run: RunData, df: pd.DataFrame) -> F.Figure | None:
+def _num(v) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def erf_panels(run: RunData, df: pd.DataFrame) -> list[P.ErfPanel]:
+    """One map per (model, trained): the first record's saved |ERF|, with its TRF and ERF 50% square."""
     if "array_erf_abs" not in df:
-        return None
-    picks = []
+        return []
     df = df if "param_trained" in df else df.assign(param_trained=False)
+    panels = []
     for (model, trained), g in df.groupby(["model", "param_trained"], sort=True):
-        arr = run.array(g.iloc[0].cell_id, "erf_abs")
-        if arr is not None:
-            picks.append((f"{model}\n{'trained' if trained else 'untrained'}", arr))
-    if not picks:
+        row = g.iloc[0]
+        arr = run.array(row.cell_id, "erf_abs")
+        if arr is None:
+            continue
+        r, c = _num(row.get("unit_row_px")), _num(row.get("unit_col_px"))
+        panels.append(P.ErfPanel(model, bool(trained), arr, _num(row.get("trf_px")),
+                                 _num(row.get("hca_side_px_t50")), None if r is None or c is None else (r, c)))
+    return panels
+
+
+def _trained_note(panels: list[P.ErfPanel]) -> str | None:
+    trained = sorted({p.model for p in panels if p.trained})
+    if not trained:
         return None
-    cols = min(6, len(picks))
-    rows = int(np.ceil(len(picks) / cols))
-    fig, axes = F.new(1.6 * cols, 1.8 * rows, ncols=cols, nrows=rows)
-    for ax, (title, arr) in zip(axes.flat, picks):
-        ax.imshow(arr / max(float(arr.max()), 1e-30), cmap="magma", vmin=0, vmax=1)
-        ax.set_title(title.replace("$", r"\$"), fontsize=7)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    alt = "Effective receptive field maps, mean absolute input gradient, one panel per family"
-    return F.to_png(fig, alt, "ERF maps: mean |d out_centre / d input|, each normalised to its max.")
+    return (f"Trained maps exist for {', '.join(trained)} only: the ERF probe reuses the weights the context "
+            "probe trained on global_cue, and only those models are trained there; every other model is shown "
+            "at random init.")
 
 
-def _depth_figure(df: pd.DataFrame) -> tuple[F.Figure | None, list[str]]:
+def _depth_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure | None, list[str]]:
     if "param_depth" not in df:
         return None, []
     sweep = df[df["param_sweep"] == "depth"] if "param_sweep" in df else df[df["param_depth"].notna()]
@@ -50,23 +58,28 @@ def _depth_figure(df: pd.DataFrame) -> tuple[F.Figure | None, list[str]]:
         return None, []
     fig, ax = F.new()
     ax, notes = ax[0][0], []
-    for i, (model, g) in enumerate(sweep.groupby("model", sort=True)):
+    for model, g in sweep.groupby("model", sort=True):
         clipped = g.get("trf_numeric_clipped", pd.Series(False, index=g.index)).fillna(False).astype(bool)
         g = g.assign(clipped=clipped).groupby("param_depth")[["erf_std_px", "trf_px", "clipped"]].agg(
             {"erf_std_px": "mean", "trf_px": "mean", "clipped": "any"}).reset_index()
         fit = g[~g.clipped]  # once the field fills the image the std saturates: keep those out of the fit
         slope = loglog_slope(fit.param_depth, fit.erf_std_px)
-        ax.plot(g.param_depth, g.erf_std_px, label=f"{model} ERF std (slope {_f(slope)})", **F.style(i))
-        ax.plot(g.param_depth, g.trf_px, label=f"{model} TRF side", color=F.OKABE_ITO[i % 8],
+        ax.plot(g.param_depth, g.erf_std_px, label=f"{model} ERF std (slope {_f(slope)})", **styles[model])
+        ax.plot(g.param_depth, g.trf_px, label=f"{model} TRF side", color=styles[model]["color"],
                 linestyle=":", marker="x")
         notes.append(f"{model}: log-log slope of ERF std against depth = {_f(slope, 3)} over "
                      f"{len(fit)} depths whose field fits in the image ({int(g.clipped.sum())} saturated depths "
                      f"left out; Luo et al. predict 0.5 for random-weight stacks; TRF slope "
                      f"{_f(loglog_slope(g.param_depth, g.trf_px))}).")
-    ax.set(xscale="log", yscale="log", xlabel="depth L (layers)", ylabel="pixels")
+    ax.set(xlabel="depth L (layers)", ylabel="size (px)")
+    F.log_axis(ax, "x")
+    F.log_axis(ax, "y")
     ax.legend(fontsize=7)
-    return F.to_svg(fig, "ERF standard deviation and TRF side against depth, log-log",
-                    "ERF std (solid) grows like a power of depth; TRF (dotted) grows linearly."), notes
+    return F.render(fig, "erf-depth", "ERF std (solid) against TRF side (dotted) on log-log axes: a solid line "
+                    "flatter than its dotted twin means the ERF fills less of the TRF as depth grows.",
+                    "ERF standard deviation and TRF side against depth, log-log", sweep[
+                        ["model", "seed", "param_depth", "erf_std_px", "trf_px"]].sort_values(
+                        ["model", "param_depth", "seed"])), notes
 
 
 def _f(v, digits: int = 2) -> str:
@@ -82,10 +95,11 @@ def erf_section(run: RunData) -> Section | None:
                   "each model actually use, untrained and trained, and how does that scale with depth?",
                   _METHOD)
     fam = _family_rows(df)
-    heat = _heatmaps(run, fam)
-    if heat:
-        sec.figures.append(heat)
-    depth, notes = _depth_figure(df)
+    panels = erf_panels(run, fam)
+    if panels:
+        sec.figures += [P.erf_maps(panels), P.radial_figure(panels, F.StyleMap.from_models(run.df.model))]
+        sec.notes += [n for n in [_trained_note(panels)] if n]
+    depth, notes = _depth_figure(df, F.StyleMap.from_models(run.df.model))
     if depth:
         sec.figures.append(depth)
         sec.notes += notes

@@ -43,14 +43,15 @@ def _adapter_bars(df: pd.DataFrame) -> F.Figure | None:
                edgecolor="black", linewidth=0.5)
     ax.set_xticks([i + width * (len(tab.columns) - 1) / 2 for i in range(len(tab))],
                   [str(a) for a in tab.index], rotation=30, ha="right")
-    ax.set(ylabel="mean box IoU (held out)", ylim=(0, 1))
+    ax.set(ylabel="mean box IoU (held out, higher is better)", ylim=(0, 1))
     if "iou_mean_const" in df:
         ax.axhline(float(df["iou_mean_const"].max()), color="grey", linestyle="--", linewidth=1,
                    label="constant guess (best split)")
     ax.legend(title="split", fontsize=7)
     return F.to_svg(fig, "Bar chart of held-out box IoU per adapter and split",
-                    "Locate task (not-so-CLEVR): held-out IoU per model + adapter; hatching marks the split; dashed: "
-                    "the IoU of always predicting the mean training box.")
+                    "Locate task (not-so-CLEVR): held-out box IoU (higher is better) per model + adapter, hatching "
+                    "marks the split; bars at or under the dashed constant-guess baseline (always the mean "
+                    "training box) learned nothing.", "shape-locate-iou", tab.reset_index())
 
 
 def _loss_curves(df: pd.DataFrame) -> F.Figure | None:
@@ -61,10 +62,16 @@ def _loss_curves(df: pd.DataFrame) -> F.Figure | None:
     for i, (design, g) in enumerate(df.groupby("param_design", sort=True)):
         row = g.iloc[0]
         ax.plot(row.loss_steps, row.loss_curve, label=str(design), **F.style(i), markevery=5)
-    ax.set(yscale="log", xlabel="step", ylabel="training loss")
+    ax.set(xlabel="training step", ylabel="training loss (lower is better)")
+    F.log_axis(ax, "y")
     ax.legend(fontsize=7)
-    return F.to_svg(fig, "Training loss against step per multi-output design",
-                    "multi_output: training loss per design under the same budget (first seed).")
+    data = pd.DataFrame([{"design": d, "seed": r.seed, "step": st, "loss": lo} for d, g in
+                         df.groupby("param_design", sort=True) for r in g.head(1).itertuples()
+                         for st, lo in zip(r.loss_steps, r.loss_curve)])
+    return F.render(fig, "shape-multi-output-loss", "multi_output: the training loss (BCE on findings + MSE on "
+                    "the scaled count and size + L1 on the box, unweighted) per design under one budget, first "
+                    "seed; a curve that flattens high has stopped learning.",
+                    "Training loss against step per multi-output design", data)
 
 
 @register_section("shape", order=30)
