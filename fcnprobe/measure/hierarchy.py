@@ -7,7 +7,9 @@ fit a linear classifier per block to read a whole-image attribute. Following
 Hewitt & Liang ("Designing and interpreting probes with control tasks", 2019)
 every accuracy comes with controls:
 
-* a *shuffled-label floor*: the same probe fit to permuted training labels;
+* a *shuffled-label floor*: the same probe fit and scored on permuted labels
+  (train and test), so nothing links input and label: chance, plus whatever
+  the probe gains from label imbalance;
 * a *control task*: random but consistent labels per input type (e.g. per
   colour of the first object), which a probe can only learn by memorising;
   *selectivity* = accuracy - control accuracy.
@@ -139,15 +141,13 @@ def probe_curve(feats: dict[str, torch.Tensor], labels: torch.Tensor | np.ndarra
     """
     y = np.asarray(labels).astype(int).ravel()
     cut, k = int(len(y) * split), int(y.max()) + 1
-    rng = np.random.default_rng(seed)
-    y_shuf = y.copy()
-    y_shuf[:cut] = rng.permutation(y[:cut])  # test labels stay true: the floor is chance-like
+    y_shuf = np.random.default_rng(seed).permutation(y)  # train and test: no input-label link left
     y_ctrl = None if types is None else control_labels(types, k, seed)
     rows = []
     for name, f in feats.items():
         x = f.numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
         acc = linear_probe_accuracy(x[:cut], y[:cut], x[cut:], y[cut:])
-        floor = linear_probe_accuracy(x[:cut], y_shuf[:cut], x[cut:], y[cut:])
+        floor = linear_probe_accuracy(x[:cut], y_shuf[:cut], x[cut:], y_shuf[cut:])
         ctrl = floor if y_ctrl is None else linear_probe_accuracy(x[:cut], y_ctrl[:cut], x[cut:], y_ctrl[cut:])
         rows.append({"layer": name, "accuracy": acc, "shuffled_accuracy": floor,
                      "control_accuracy": ctrl, "selectivity": acc - ctrl})
