@@ -42,6 +42,12 @@ With borders the windows can tell the two cues apart by position, so the rule
 becomes an asymmetric ``u(a) + v(b)``; ``asymmetric_pair_ceiling`` bounds that
 by 3/4 for every K >= 2: still below 1 with padding.
 
+**aligned (1/2; 3/4 with padding).** "Same row?" Without edges the pool sees
+no position at all (as for left_of): 1/2. With zero padding the windows may
+know both rows, but the rule is then a threshold of ``u(row_red) + v(row_blue)``
+(for each pair of columns), and the other row is uniform over the rest, so
+``asymmetric_pair_ceiling`` applies with K = rows: at most 3/4.
+
 **global_cue (1, control).** Pool a local detector of the target colour.
 
 Pixel level: a pixel beyond reach sees at most one object. For same_different
@@ -60,6 +66,7 @@ from fcnprobe.analysis.context import pooled_pair_ceiling
 CUE = 3  # object side in px (tasks.context.CUE_SIZE; this module stays torch-free)
 LEFT_OF_POOLED_CEILING = 0.5  # derived above: the pool forgets the order of the two objects
 GLOBAL_CUE_POOLED_CEILING = 1.0  # a control: one pooled detector solves it
+ALIGNED_PADDED_CEILING = 0.75  # asymmetric_pair_ceiling over rows: zero padding reveals each row, not their equality
 PIXEL_SAME_DIFFERENT_CEILING = 0.5  # one window sees one cue; the other colour is a fair coin given it
 
 

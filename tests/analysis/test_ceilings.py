@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from fcnprobe.analysis.ceilings import (asymmetric_pair_ceiling, bag_ceiling, bordered_bag_ceiling,
+from fcnprobe.analysis.ceilings import (ALIGNED_PADDED_CEILING, asymmetric_pair_ceiling, bag_ceiling, bordered_bag_ceiling,
                                         same_different_ceiling, view_ceiling)
 from fcnprobe.measure.hierarchy import linear_probe_accuracy
-from fcnprobe.tasks import create_task
+from fcnprobe.tasks import TASKS, create_task
 import fcnprobe.tasks.relation  # noqa: F401  (registers left_of_image)
 
 
@@ -80,7 +80,8 @@ def _pooled_random_features(images: torch.Tensor, seed: int, padding_mode: str) 
 
 
 def _pooled_linear_accuracy(task_name: str, padding_mode: str, **kw) -> tuple[float, float]:
-    task = create_task(task_name, image_size=16, min_distance=5, **kw)  # 5 > reach 4 of a 3x3 window
+    # 5 > reach 4 of a 3x3 window; 9 keeps the wrapped distance 16 - 9 > 4 under circular padding
+    task = create_task(task_name, image_size=16, min_distance=5, max_distance=9, **kw)
     train, test = task.sample(3000, torch.Generator().manual_seed(0)), task.heldout(1000, torch.Generator().manual_seed(1))
     xtr = _pooled_random_features(train.inputs, 0, padding_mode)
     xte = _pooled_random_features(test.inputs, 0, padding_mode)
@@ -99,3 +100,17 @@ def test_trained_pool_and_linear_readout_is_at_chance_on_left_of_only_without_bo
     assert abs(acc - 0.5) <= 3 * se + 0.02  # circular padding: no edge to read position from
     leaked, se = _pooled_linear_accuracy("left_of_image", "zeros", distractors=0)
     assert leaked > 0.5 + 3 * se  # zero padding: the same readout learns the order from the edges
+
+
+def test_trained_pool_and_linear_readout_on_aligned_stays_below_its_padded_ceiling():
+    padded, se = _pooled_linear_accuracy("aligned_image", "zeros", distractors=0)
+    assert padded <= ALIGNED_PADDED_CEILING + 3 * se
+    free, se = _pooled_linear_accuracy("aligned_image", "circular", distractors=0)
+    assert abs(free - 0.5) <= 3 * se + 0.02
+
+
+def test_every_relation_task_states_both_ceilings_below_one_where_it_can_enter_a_verdict():
+    for name in ("left_of", "left_of_image", "aligned_image", "same_different_dense"):
+        meta = TASKS.meta(name)
+        assert meta["pooled_local_ceiling"] < 1 and 0.5 <= meta["padded_ceiling"] <= 1
+    assert TASKS.meta("aligned_image")["padded_ceiling"] == asymmetric_pair_ceiling(14)

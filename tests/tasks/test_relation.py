@@ -13,7 +13,7 @@ from fcnprobe.tasks import TASKS, create_task
 from fcnprobe.tasks.context import CUE_SIZE, NOISE_STD, PALETTE
 from fcnprobe.tasks.relation import BLUE, GREEN, RED
 
-NAMES = ("left_of", "left_of_image", "same_different_dense")
+NAMES = ("left_of", "left_of_image", "aligned_image", "same_different_dense")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -105,3 +105,24 @@ def test_same_different_dense_broadcasts_the_image_answer():
 def test_bad_parameters_raise_one_line(kw):
     with pytest.raises(ValueError):
         create_task("left_of_image", image_size=16, **kw)
+
+
+def test_aligned_label_is_the_row_equality_seen_in_the_pixels():
+    task = create_task("aligned_image", image_size=16, distractors=2)
+    batch = task.sample(256, _gen(7))
+    colours = _decode(batch.inputs)
+    rows = torch.arange(16).view(1, -1, 1).float()
+    top = {c: ((colours == c) * rows).sum((1, 2)) / (colours == c).sum((1, 2)) for c in (RED, BLUE)}
+    assert torch.equal(batch.targets, (top[RED] == top[BLUE]).long())
+    assert torch.equal(task.distances(batch), (_centre_col(colours == RED) - _centre_col(colours == BLUE)).abs().long())
+    different = batch.meta["y1"][batch.targets == 0] - batch.meta["y2"][batch.targets == 0]
+    assert (different != 0).all() and different.abs().max() >= 10  # the other row is anywhere, not only near
+
+
+def test_aligned_pairs_move_only_the_blue_object():
+    task = create_task("aligned_image", image_size=16)
+    batch = task.heldout(64, _gen(8))
+    half = 32
+    a, b = _decode(batch.inputs[:half]), _decode(batch.inputs[half:])
+    assert torch.equal(a == RED, b == RED) and not torch.equal(a == BLUE, b == BLUE)
+    assert torch.equal(batch.targets[:half], 1 - batch.targets[half:])
