@@ -55,7 +55,10 @@ its view says nothing about the other colour (1/2, borders or not:
 ``PIXEL_SAME_DIFFERENT_CEILING``). For left_of it can still
 learn a little: "I see red at my left edge and no blue in my window" hints that
 blue lies elsewhere, mostly to the right of the window; ``view_ceiling``
-measures that leak exactly on the skeleton.
+measures that leak exactly on the skeleton: 0.509 at 10 px and 0.516 at
+12 px (R = 1, 2) without edges, 0.54 and 0.58 with zero padding. So the
+pixel-level left_of's 1/2 is approximate, and with padding it has no bound
+below 1 (a pixel near an edge knows its column); it shows where designs fail.
 """
 from __future__ import annotations
 
