@@ -1,11 +1,11 @@
 """attention: a ViT / SETR-style transformer (Dosovitskiy et al. ICLR 2021; Zheng et al. CVPR 2021).
 
 conv stem -> patch embedding (``patch_for``: 4 px, or 2 px for dense heads) ->
-learned position embeddings -> pre-norm transformer encoder -> final LayerNorm.
-Position embeddings are bilinearly resized at other input sizes, so the model
-accepts any size. Positions are axial (row + column embeddings). The encoder's
-layer count is set for parameter parity with an ``fcn`` of the same width, depth
-and head (``encoder_layers``).
+learned axial position embeddings (a row and a column table, summed) ->
+pre-norm transformer encoder -> final LayerNorm. The position tables are
+linearly resized at other input sizes, so the model accepts any size. The
+encoder's layer count is set for parameter parity with an ``fcn`` of the same
+width, depth and heads (``encoder_layers``).
 
 Heads:
 
@@ -16,7 +16,10 @@ Heads:
   read-out of p*p pixel labels needs about p*p*(C-1) token dimensions, so dense
   heads use the largest patch with p*p*(C-1) <= width (``patch_for``): 2 px at
   widths 16 and 32. Measured on shift d=0 (copy the pixel's own class), width 16,
-  400 steps: patch 4 reached 0.62 accuracy, patch 2 reached 0.98;
+  400 steps: patch 4 reached 0.62 accuracy, patch 2 reached 0.98. The price: at
+  d=3 the source pixel is never in the same 2 px token, and at 400 steps (lr 1e-3
+  or 3e-3) patch 2 stayed at chance where patch 4 reached 0.52; 2 px tokens also
+  cost about 7x the MACs of 4 px ones at 32 px (11.5 M vs 1.6 M at width 16; fcn 12.5 M);
 * ``vector:N`` / ``box`` (native) -- the **mean-pooled token** (there is no CLS
   token), then a linear layer (box: sigmoid);
 * ``@softargmax`` / ``@heatmap_decode`` -- the adapter on a ``DEC_CHANNELS``-channel
@@ -24,7 +27,7 @@ Heads:
 
 ``attention_fullres`` uses patch 1 (1,024 tokens at 32 px): full-resolution tokens,
 no unpatchify needed, one attention head. At width 16 it costs 180 M MACs per 32 px
-sample (fcn: 12.5 M, patch 4: 1.6 M), almost all in the 1,024 x 1,024 attention.
+sample (fcn: 12.5 M), almost all in the 1,024 x 1,024 attention.
 """
 from __future__ import annotations
 

@@ -27,8 +27,12 @@ Heads (``cnn_fc``, the default):
 * ``@gap`` / ``@gmp`` / ``@linear`` -- the adapter on the hidden vector (a 1x1 map).
 
 ``cnn_fc_fullres`` keeps the older full-resolution FC dense head: hidden -> rank
-r -> C*H*W outputs, r sized to the budget (at least 1). At parity r is 1 to 3 at
-32 px (about C*H*W parameters per rank), so it is a named variant, not the default.
+r -> C*H*W outputs, r sized to the budget (at least 1; each rank costs about C*H*W
+parameters). At 32 px parity allows r = 1 at width 16 and r = 7 at width 32, and at
+width 16, depth 4 not even r = 1 fits (1.56x fcn): a named variant, not the default.
+
+A multi-head net (``adapters.build_multi_head``) passes ``sizing_heads``, so that
+its one shared trunk is sized against a multi-head fcn with the same heads.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ Families whose output is spatial (the FCNs) cannot produce ``vector`` or ``box``
 natively. They use an *adapter*, a registered reduction from a feature map to a
 vector. The adapter is written into the spec string after ``@`` (``vector:10@gap``)
 so a record's model description says which one was used.
+
+Also here: ``LearnedUpsample`` (stride-2 transposed convs) and ``DecodedHead``
+(a head that reads a decoded map), which the global families (cnn_fc,
+attention) use to put a dense map under a spatial adapter.
 """
 from __future__ import annotations
 
