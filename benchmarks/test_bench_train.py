@@ -21,7 +21,7 @@ import warnings
 import pytest
 import torch
 
-from fcnprobe.flops import MAC_FLOPS
+from fcnprobe.measure.flops import MAC_FLOPS
 from fcnprobe.train import ENGINE, EngineOptions
 from fcnprobe.train_speed import (QUICK, interleaved, make_step, ratio, sgemm_gflops,
                                   train_macs_per_sample)

@@ -11,9 +11,11 @@ import os
 
 from fcnprobe.errors import UsageError
 
-PRESETS = ("smoke", "quick", "full")  # smoke: tests, < 1 min; quick: the default; full: GPU / cluster
+# smoke: tests, < 1 min; quick: the default, one seed; standard: >= 3 seeds, <= 90 min on 2 cores;
+# full: >= 5 seeds, GPU / cluster; lrgrid: the learning-rate grid (fcnprobe.lr), 1 seed
+PRESETS = ("smoke", "quick", "standard", "full", "lrgrid")
 # seconds one cell may run before it becomes a Timeout error record: ~10x the slowest cell seen per preset
-CELL_TIMEOUT_S = {"smoke": 300.0, "quick": 1800.0, "full": 4 * 3600.0}
+CELL_TIMEOUT_S = {"smoke": 300.0, "quick": 1800.0, "standard": 3600.0, "full": 4 * 3600.0, "lrgrid": 4 * 3600.0}
 MAX_SEEDS = 1000  # more replicates than this is a typo (0-1000000), not a study
 
 

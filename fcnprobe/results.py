@@ -75,7 +75,7 @@ class Record:
     variant: str | None = None  # the cell kind of a probe that runs no task (task 'none'); from params
 
     def __post_init__(self) -> None:
-        if self.variant is None:
+        if self.variant is None and isinstance(self.params, dict):  # a damaged record is caught by record_problem
             self.variant = self.params.get("variant")
 
     @property
@@ -105,8 +105,9 @@ V1_PSEUDO_TASKS = ("noise", "contract", "forward", "roofline")  # v1 task names 
 
 def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
     """A v1 record as v2: a pseudo-task becomes the variant (task 'none'), model 'sgemm' becomes 'none'."""
-    d = {**d, "schema_version": 2, "params": dict(d.get("params") or {})}
-    if d.get("task") in V1_PSEUDO_TASKS:
+    d = {**d, "schema_version": 2}
+    if d.get("task") in V1_PSEUDO_TASKS and isinstance(d.get("params"), dict):
+        d["params"] = dict(d["params"])
         d["variant"] = d["params"]["variant"] = d["task"]
         d["task"] = "none"
     if d.get("model") == "sgemm":

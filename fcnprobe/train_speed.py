@@ -2,7 +2,7 @@
 group, the fraction of the machine's sgemm rate it reaches, and an interleaved
 A/B timer for engine options.
 
-Conventions: one multiply-accumulate (MAC) = 2 FLOPs (``fcnprobe.flops``); a
+Conventions: one multiply-accumulate (MAC) = 2 FLOPs (``fcnprobe.measure.flops``); a
 training step costs 3x the forward's MACs (forward, and a backward of about
 twice the forward: grads of inputs and of weights), the usual estimate
 (Kaplan et al. 2020, sec. 2.1). Timing: ``torch.utils.benchmark`` blocks, the
@@ -80,7 +80,7 @@ def make_step(name: str, shape: TrainShape = QUICK, options: EngineOptions = ENG
 
 def train_macs_per_sample(name: str, shape: TrainShape = QUICK) -> int:
     """MACs of one training sample: TRAIN_MAC_FACTOR x the forward's (fvcore count, batch of 2)."""
-    from fcnprobe.flops import count_flops
+    from fcnprobe.measure.flops import count_flops
 
     build, task = _build(name, shape)
     model = build(0).train()
@@ -90,10 +90,12 @@ def train_macs_per_sample(name: str, shape: TrainShape = QUICK) -> int:
 
 def sgemm_gflops(device: str = "cpu") -> float:
     """The machine's fp32 sgemm GFLOP/s, measured by the cost probe's roofline code."""
-    from fcnprobe.probes.cost import CostSettings, gemm_gflops
+    from fcnprobe.measure.timing import TimingConfig, gemm_gflops
+    from fcnprobe.probes.cost import CostSettings
 
     s = CostSettings()
-    return gemm_gflops(s.gemm_n, device, s)
+    cfg = TimingConfig(s.warmup, s.block_s, s.min_run_time_s, s.min_repeats, s.max_repeats)
+    return gemm_gflops(s.gemm_n, cfg, device)
 
 
 def interleaved(steps: dict[str, Callable[[], None]], reps: int = 5, block_s: float = 0.2,

@@ -19,6 +19,7 @@ import contextlib
 from typing import Any, Callable, Iterable, Iterator
 
 from fcnprobe.errors import UsageError
+from fcnprobe.utils import one_line
 from fcnprobe.models.user import (_LOCAL, FACTORY_SIGNATURE, factory_args, factory_problem, is_user_model,
                                   resolve_factory)
 
@@ -35,18 +36,19 @@ def check_buildable(path: str) -> None:
     Called before every cell of a user model, so a factory that cannot build makes each of its
     cells an error record, whatever the probe would otherwise make of the failure.
     """
+    from fcnprobe.models import create_model
     from fcnprobe.models.heads import HEAD_KINDS
 
     if path not in _BUILT:
         native = tuple(getattr(resolve_factory(path), "native_heads", HEAD_KINDS))
         head = native[0] if native[0] == "box" else f"{native[0]}:2"
         try:
-            create_user_model(path, head=head)
+            create_model(path, head=head)
             _BUILT[path] = None
         except TypeError as exc:  # factory_args' own message already names the model
             _BUILT[path] = str(exc)
         except Exception as exc:
-            _BUILT[path] = f"model '{path}' does not build ({_one_line(exc)})"
+            _BUILT[path] = f"model '{path}' does not build ({one_line(exc)})"
     if _BUILT[path]:
         raise TypeError(_BUILT[path])
 

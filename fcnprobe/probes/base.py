@@ -119,6 +119,8 @@ class Probe:
     def plan(self, cfg: RunConfig) -> list[Cell]:
         """The cells for ``cfg``, their ids salted with the preset's settings and the probe version."""
         settings = self.settings(cfg.preset)
+        if settings is None and self.settings_by_preset:  # nothing to run at this preset (e.g. erf at lrgrid)
+            return []
         salt = self.fingerprint(settings)
         return [dataclasses.replace(c, salt=salt) for c in self.cells(cfg, settings)]
 
