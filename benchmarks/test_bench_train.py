@@ -7,7 +7,7 @@ Every comparison is timed inside the test with ``fcnprobe.train_speed.interleave
 (blocks of A and B alternated, medians, IQR as noise), so it holds on a shared box;
 the numbers go to ``benchmark.extra_info``. The ``benchmark`` fixture itself times
 the default engine's step. MACs per training sample are 3x the forward's (1 MAC =
-2 FLOPs), over the sgemm GFLOP/s the cost probe measures in the same session.
+2 FLOPs), over the GFLOP/s of the cost probe's sgemm, timed interleaved with the steps.
 
 Run (timed): ``pytest benchmarks/test_bench_train.py --benchmark-enable``; CI runs
 each once with ``--benchmark-disable`` (pyproject's addopts) as a smoke test, with one
@@ -22,9 +22,10 @@ import pytest
 import torch
 
 from fcnprobe.measure.flops import MAC_FLOPS
+from fcnprobe.measure.timing import gemm_fn
+from fcnprobe.probes.cost import CostSettings
 from fcnprobe.train import ENGINE, EngineOptions
-from fcnprobe.train_speed import (QUICK, interleaved, make_step, ratio, sgemm_gflops,
-                                  train_macs_per_sample)
+from fcnprobe.train_speed import QUICK, interleaved, make_step, ratio, train_macs_per_sample
 
 FAMILIES = ("fcn", "dilated", "fcn_gap", "cnn_fc", "attention")
 GROUPS = {"seeds": 3, "lrs": 6}  # G of a cell's seeds, and of a learning-rate grid
@@ -36,9 +37,16 @@ def _reps(benchmark) -> dict:
     return {"reps": 1, "block_s": 0.0, "warmup": 0} if benchmark.disabled else {"reps": 7, "block_s": 0.3}
 
 
-@pytest.fixture(scope="module")
-def sgemm() -> float:
-    return sgemm_gflops("cpu")
+GEMM_N = CostSettings().gemm_n  # the cost probe's CPU roofline matmul, (512, 512) @ (512, 512) fp32
+
+
+def _with_sgemm(steps: dict) -> dict:
+    """``steps`` plus the cost probe's sgemm, so the roofline is timed interleaved with them."""
+    return {**steps, "sgemm": gemm_fn(GEMM_N, "cpu")}
+
+
+def _gflops(stats: dict) -> float:
+    return MAC_FLOPS * GEMM_N**3 / stats["sgemm"]["s_per_call_median"] / 1e9
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +57,10 @@ def _quiet():
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_train_step(benchmark, sgemm, name):
+def test_train_step(benchmark, name):
     steps = {"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)}
-    st = interleaved(steps, samples={k: QUICK.batch_size for k in steps}, **_reps(benchmark))
+    st = interleaved(_with_sgemm(steps), samples={k: QUICK.batch_size for k in steps}, **_reps(benchmark))
+    sgemm = _gflops(st)
     macs = train_macs_per_sample(name, QUICK)
     rate = st["engine"]["samples_per_s_median"]
     benchmark.extra_info.update(
@@ -82,17 +91,15 @@ def main(reps: int = 7) -> None:
     """Print the table of every comparison (markdown), for a closing note."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*batching rule.*")
-    gemm = sgemm_gflops("cpu")
-    print(f"sgemm (cost probe, n=512, 1 thread): {gemm:.1f} GFLOP/s")
-    print("| family | train MMAC/sample | plain samples/s | engine samples/s | engine x | sgemm frac "
-          "| vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| family | train MMAC/sample | plain samples/s | engine samples/s | engine x | sgemm GFLOP/s "
+          "| sgemm frac | vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in FAMILIES:
-        one = interleaved({"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)},
-                          reps=reps, samples={"engine": 16, "plain": 16})
-        macs, rate = train_macs_per_sample(name, QUICK), one["engine"]["samples_per_s_median"]
+        pair = {"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)}
+        one = interleaved(_with_sgemm(pair), reps=reps, samples={"engine": 16, "plain": 16})
+        macs, rate, gemm = train_macs_per_sample(name, QUICK), one["engine"]["samples_per_s_median"], _gflops(one)
         row = [f"{macs / 1e6:.1f}", f"{one['plain']['samples_per_s_median']:.0f}", f"{rate:.0f}",
-               f"{ratio(one, 'engine', 'plain'):.2f}", f"{MAC_FLOPS * macs * rate / 1e9 / gemm:.2f}"]
+               f"{ratio(one, 'engine', 'plain'):.2f}", f"{gemm:.0f}", f"{MAC_FLOPS * macs * rate / 1e9 / gemm:.2f}"]
         noise = [v["s_per_call_iqr"] / v["s_per_call_median"] for v in one.values()]
         for g in GROUPS.values():
             st = interleaved({s: make_step(name, QUICK, ENGINE, group=g, strategy=s) for s in ("loop", "vmap")},

@@ -54,9 +54,9 @@ class TrainBudget:
 class EngineOptions:
     """Speed-ups that do not change what is computed (see the module docstring)."""
 
-    channels_last: bool = True  # NHWC activations: mkldnn convs ran ~2x faster per conv on one thread
-    fused_adamw: bool = True  # one fused kernel per step instead of ~10 ops per parameter
-    compile: bool = False  # torch.compile: measured slower end to end on CPU once compile time counts
+    channels_last: bool = True  # NHWC activations: oneDNN convs; 1.17-1.52x per family with fused AdamW
+    fused_adamw: bool = True  # one kernel per step instead of ~10 ops per parameter: ~1.0-1.1x
+    compile: bool = False  # 1.05-1.12x per step, but 40-140 s to compile per family and process on CPU
 
 
 ENGINE = EngineOptions()

@@ -17,9 +17,11 @@ under the shared schedule, its own loss curve, validation and early stop.
 * ``"loop"`` -- lock-step: each member keeps its own model and optimiser, and
   the group advances one step of each in turn.
 
-``"auto"`` picks ``"vmap"`` on CUDA, where small models are launch-bound, and
-``"loop"`` on CPU, where vmap's grouped convolutions and batched fallbacks
-measured slower than separate calls (see ``benchmarks/test_bench_train.py``).
+``"auto"`` picks ``"loop"`` on CPU, where vmap measured 0.5-1.0x of separate
+training on one thread (grouped convolutions run slower in oneDNN than separate
+ones, and CPU SDPA has no batching rule; ``benchmarks/test_bench_train.py``),
+and ``"vmap"`` on CUDA, where small models are launch-bound; that choice is the
+expectation of issue 14, not yet measured on a GPU.
 
     >>> members = [Member(seed=s, lr=5e-3, data_seed=100 + s) for s in range(3)]
     >>> out = train_group(lambda s: create_model("fcn", head="dense:3"), members, task.sample, loss_fn,
@@ -59,9 +61,10 @@ class Member:
 
 @dataclasses.dataclass
 class GroupResult:
-    results: list[TrainResult]  # one per member, in member order
+    results: list[TrainResult]  # one per member, in member order (train_time_s: the member's share)
     models: list[nn.Module]  # the trained members (weights as at each member's stop), ready to score
     strategy: str  # "vmap" or "loop": what actually ran
+    wall_time_s: float = 0.0  # the whole group, start to last stop
 
 
 def resolve_strategy(strategy: str, device: str) -> str:
@@ -89,24 +92,26 @@ def train_group(build: Callable[[int], nn.Module], members: list[Member], sample
         raise ValueError("train_group needs at least one member")
     how = resolve_strategy(strategy, device)
     models = build_members(build, members, device)
+    start = time.perf_counter()
     if how == "loop":
-        return _train_loop(models, members, sample, loss_fn, budget, device, options)
-    return _train_vmap(models, members, sample, loss_fn, budget, device)
+        out = _train_loop(models, members, sample, loss_fn, budget, device, options)
+    else:
+        out = _train_vmap(models, members, sample, loss_fn, budget, device)
+    out.wall_time_s = time.perf_counter() - start
+    return out
 
 
 def _train_loop(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
                 budget: TrainBudget, device: str, options: EngineOptions) -> GroupResult:
-    start = time.perf_counter()
     runs = [Run(mod, sample, loss_fn, budget, m.lr, device, m.data_seed, options) for mod, m in zip(models, members)]
-    results: list[TrainResult | None] = [None] * len(runs)
-    while any(r is None for r in results):
-        for i, run in enumerate(runs):
-            if results[i] is None:
+    start = time.perf_counter()
+    while not all(run.done for run in runs):
+        for run in runs:
+            if not run.done:
                 run.advance()
-                if run.done:
-                    synchronize(device)
-                    results[i] = run.finish(time.perf_counter() - start)
-    return GroupResult(results, models, "loop")
+    synchronize(device)
+    wall, steps = time.perf_counter() - start, sum(run.step for run in runs)
+    return GroupResult([run.finish(wall * run.step / steps) for run in runs], models, "loop")  # shares by steps
 
 
 class _Stacked:
@@ -189,7 +194,7 @@ def _train_vmap(models: list[nn.Module], members: list[Member], sample: Sample, 
             if results[i] is None and run.done:
                 stack.load_member(i, run.model)
                 synchronize(device)
-                results[i] = run.finish(time.perf_counter() - start)
+                results[i] = run.finish((time.perf_counter() - start) / len(runs))  # its share of the group
         if all(r is not None for r in results):
             break
     return GroupResult(results, models, "vmap")

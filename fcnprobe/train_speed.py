@@ -1,6 +1,6 @@
 """Training throughput: samples/s of one training step per family, alone or as a
-group, the fraction of the machine's sgemm rate it reaches, and an interleaved
-A/B timer for engine options.
+group, MACs per training sample (for the fraction of an sgemm roofline), and an
+interleaved A/B timer for engine options.
 
 Conventions: one multiply-accumulate (MAC) = 2 FLOPs (``fcnprobe.measure.flops``); a
 training step costs 3x the forward's MACs (forward, and a backward of about
@@ -86,16 +86,6 @@ def train_macs_per_sample(name: str, shape: TrainShape = QUICK) -> int:
     model = build(0).train()
     x = task.sample(2, torch.Generator().manual_seed(0)).inputs  # (2, C, H, W)
     return TRAIN_MAC_FACTOR * count_flops(model, x, cross_check=False).macs // 2
-
-
-def sgemm_gflops(device: str = "cpu") -> float:
-    """The machine's fp32 sgemm GFLOP/s, measured by the cost probe's roofline code."""
-    from fcnprobe.measure.timing import TimingConfig, gemm_gflops
-    from fcnprobe.probes.cost import CostSettings
-
-    s = CostSettings()
-    cfg = TimingConfig(s.warmup, s.block_s, s.min_run_time_s, s.min_repeats, s.max_repeats)
-    return gemm_gflops(s.gemm_n, cfg, device)
 
 
 def interleaved(steps: dict[str, Callable[[], None]], reps: int = 5, block_s: float = 0.2,

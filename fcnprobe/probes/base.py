@@ -119,7 +119,7 @@ class Probe:
     def plan(self, cfg: RunConfig) -> list[Cell]:
         """The cells for ``cfg``, their ids salted with the preset's settings and the probe version."""
         settings = self.settings(cfg.preset)
-        if settings is None and self.settings_by_preset:  # nothing to run at this preset (e.g. erf at lrgrid)
+        if self.settings_by_preset and cfg.preset not in self.settings_by_preset:  # e.g. erf at lrgrid: no cells
             return []
         salt = self.fingerprint(settings)
         return [dataclasses.replace(c, salt=salt) for c in self.cells(cfg, settings)]
