@@ -57,7 +57,7 @@ def render(run: RunData, title: str = "fcnprobe report", page_dir: Path | None =
     prov = run.manifest.get("provenance", {})
     ctx = dict(title=title, prov={k: prov.get(k) for k in ENV_KEYS}, preset=run.preset, verdicts=compute_verdicts(run),
                symbols=SYMBOLS, sections=sections, failures=_failures(run), env=_env(run), links=links,
-               n_ok=len(run.df) - n_failed, n_failed=n_failed)
+               n_ok=len(run.df) - n_failed, n_failed=n_failed, skipped=run.skipped)
     return environment().get_template("report.html.j2").render(**ctx)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fcnprobe.analysis.common import mean_ci95
-from fcnprobe.metrics import Metric, from_manifest, labels
+from fcnprobe.metrics import Metric, from_manifest, validate_record
 from fcnprobe.results import Record, RunStore, records_to_frame
 
 
@@ -30,20 +30,26 @@ class RunData:
     records: list[Record]
     df: pd.DataFrame
     declared: dict[str, dict[str, Metric]] = dataclasses.field(default_factory=dict)  # probe -> name -> Metric
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (file, reason) not shown
 
     @classmethod
     def load(cls, root: str | Path) -> "RunData":
+        """Read the run; a cell file that is unreadable or breaks its probe's declarations is skipped."""
         store = RunStore(root)
-        records, manifest = store.read_records(), store.read_manifest()
+        manifest = store.read_manifest()
+        check = DeclaredCheck(manifest)
+        records, skipped = store.scan(validate=check)
         probes = sorted({r.probe for r in records} | set(manifest.get("probes", [])))
-        return cls(Path(root), manifest, records, records_to_frame(records), declared_of(manifest, probes))
+        root = Path(root)
+        skipped = [(_relative(f, root), why) for f, why in skipped]
+        return cls(root, manifest, records, records_to_frame(records), declared_of(manifest, probes), skipped)
 
     @property
     def labels(self) -> dict[str, str]:
-        """Metric name -> human label with unit, over every probe of the run (first declaration wins)."""
+        """Metric name -> header: label, unit and direction ("count error (objects, lower is better)")."""
         out: dict[str, str] = {}
         for declared in self.declared.values():
-            out = {**labels(declared), **out}
+            out = {**{n: header(m) for n, m in declared.items()}, **out}
         return out
 
     def ok(self, probe: str, task: str | None = None, variant: str | None = None) -> pd.DataFrame:
@@ -78,6 +84,59 @@ class RunData:
     @property
     def preset(self) -> str:
         return str(self.manifest.get("config", {}).get("preset", "?"))
+
+
+def header(m: Metric) -> str:
+    """A metric's table header / axis label: its label, then unit and direction in brackets."""
+    unit = "" if m.unit in ("fraction", "count") or f"({m.unit})" in m.label else m.unit
+    bits = [b for b in (unit, {"higher": "higher is better", "lower": "lower is better"}.get(m.direction)) if b]
+    return f"{m.label} ({', '.join(bits)})" if bits else m.label
+
+
+class DeclaredCheck:
+    """``RunStore.scan``'s validator: a record against its probe's declared metrics and variants.
+
+    A scored metric (one with a direction) or one in a numeric unit must hold a number, or a list
+    of numbers when it is an array: a string there would break every table and figure.
+    """
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.manifest, self.cache = manifest, {}
+
+    def _declared(self, probe: str) -> tuple[dict[str, Metric], list[str] | None]:
+        if probe not in self.cache:
+            declared = declared_of(self.manifest, [probe]).get(probe, {})
+            variants = self.manifest.get("declared", {}).get(probe, {}).get("variants")
+            self.cache[probe] = (declared, variants)
+        return self.cache[probe]
+
+    def __call__(self, record: Record) -> str | None:
+        declared, variants = self._declared(record.probe)
+        if not declared:  # a probe that declares nothing (or is unknown here) is shown as it is
+            return None
+        problems = validate_record(record, declared, variants if variants else None)
+        problems += [f"metric '{n}' ({declared[n].unit}) holds {str(v)[:40]!r}, expected a number"
+                     for n, v in record.metrics.items() if n in declared and _numeric(declared[n]) and _not_number(v)]
+        return "; ".join(problems) or None
+
+
+NUMERIC_UNITS = ("px", "ms", "s", "MiB", "GFLOP/s", "samples/s", "GFLOP", "fraction")
+
+
+def _numeric(m: Metric) -> bool:
+    return m.direction != "none" or m.unit in NUMERIC_UNITS
+
+
+def _not_number(v: Any) -> bool:
+    vals = v if isinstance(v, (list, tuple)) else [v]
+    return not all(x is None or isinstance(x, (int, float)) for x in vals)  # a flag (bool) counts as 0/1
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def declared_of(manifest: dict[str, Any], probes: list[str]) -> dict[str, dict[str, Metric]]:
