@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,32 @@ def header(m: Metric) -> str:
     """A metric's table header / axis label: its label, then unit and direction in brackets."""
     unit = "" if m.unit in ("fraction", "count") or f"({m.unit})" in m.label else m.unit
     bits = [b for b in (unit, {"higher": "higher is better", "lower": "lower is better"}.get(m.direction)) if b]
-    return f"{m.label} ({', '.join(bits)})" if bits else m.label
+    if not bits:
+        return m.label
+    if m.label.endswith(")"):  # "count error (MAE)" -> "count error (MAE, lower is better)"
+        return f"{m.label[:-1]}, {', '.join(bits)})"
+    return f"{m.label} ({', '.join(bits)})"
+
+
+# Column headers that name no metric: keys, cell parameters and counts (anything else must be a declared label)
+COLUMN_NAMES = {"n_seeds": "seeds", "param_variant": "variant", "param_head": "head",
+                "macs_slope": "log-log slope of MACs against pixels (1 = linear)",
+                "latency_slope": "log-log slope of latency against pixels (1 = linear)"}
+KEY_HEADERS = frozenset({"model", "model [head]", "probe", "task", "error", "seed", "seeds", "variant", "head",
+                         "metric", "run A", "run B", "B - A", "relative", "params"})
+SHAPE_HEADER = re.compile(r"^(\d+×\d+|d=\d+)$")  # contract sizes, shift distances
+
+
+def allowed_headers(run: "RunData") -> set[str]:
+    """Every header a table of this run may carry: declared labels, cell parameters and keys."""
+    params = {_param_label(c) for c in run.df.columns if str(c).startswith("param_")}
+    return set(run.labels.values()) | params | set(KEY_HEADERS) | set(COLUMN_NAMES.values())
+
+
+def header_problems(headers: Iterable[str], run: "RunData") -> list[str]:
+    """Headers that are neither a declared metric label nor a key/parameter column."""
+    ok = allowed_headers(run)
+    return sorted({h for h in headers if h not in ok and not SHAPE_HEADER.match(h)})
 
 
 class DeclaredCheck:
@@ -202,7 +228,7 @@ def _param_label(column: object) -> object:
 
 def table_html(df: pd.DataFrame, names: dict[str, str] | None = None) -> str:
     """An escaped HTML table (pandas escapes every cell and header); ``names`` relabels columns."""
-    names = names or {}
+    names = {**COLUMN_NAMES, **(names or {})}
     df = df.rename(columns={c: names.get(c) or _param_label(c) for c in df.columns})
     body = df.map(fmt) if not df.empty else df
     return body.to_html(index=False, escape=True, border=0, classes="data", na_rep="—")

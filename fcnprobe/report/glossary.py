@@ -44,7 +44,7 @@ TERMS = (
          "(Luo et al. 2016), i.e. how strongly each input pixel actually moves the output.",
          ("effective receptive field",)),
     Term("ERF 50% square", "The side (px) of the smallest square centred on the output unit that holds 50% of "
-         "the ERF's mass (column hca_side_px_t50; RepLKNet's high-contribution area)."),
+         "the ERF's mass (column 'HCA side at 50%'; RepLKNet's high-contribution area)."),
     Term("failure distance", "The first distance bin (px) whose held-out accuracy falls below the midpoint "
          "between chance and 1; tables give the median over seeds."),
     Term("chance", "The accuracy of the best constant guess on the held-out data, which is not "

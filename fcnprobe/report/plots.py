@@ -148,7 +148,7 @@ def memory_figure(df: pd.DataFrame, styles: F.StyleMap, fig_id: str = "cost-memo
     ax = ax[0][0]
     for model, g in d.groupby("model", sort=True):
         ax.plot(g.pixels, g.peak_mem_mb, label=model, **styles[model])
-    ax.set(xlabel="pixels (H×W)", ylabel="peak memory (MB, lower is better)")
+    ax.set(xlabel="pixels (H×W)", ylabel="peak memory (MiB, lower is better)")
     F.log_axis(ax, "x")
     F.log_axis(ax, "y")
     ax.legend(fontsize=6, ncols=2)

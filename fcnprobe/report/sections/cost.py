@@ -26,7 +26,7 @@ def _batch1(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["param_batch"] == df["param_batch"].min()] if "param_batch" in df else df
 
 
-def _scaling_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure, pd.DataFrame]:
+def _scaling_figure(df: pd.DataFrame, styles: F.StyleMap, names: dict[str, str]) -> tuple[F.Figure, pd.DataFrame]:
     b1 = _batch1(df)
     fig, axes = F.new(9, 3.4, ncols=2)
     rows = []
@@ -38,8 +38,9 @@ def _scaling_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure, pd.
         axes[0][0].plot(g.pixels, g.macs, label=f"{model} ({_s(s_mac)})", **styles[model])
         F.errorbar_iqr(axes[0][1], g.pixels, g.latency_ms_median, g.latency_ms_iqr, styles[model],
                        f"{model} ({_s(s_t)})")
-        rows.append({"model": model, "MACs slope": s_mac, "latency slope": s_t})
-    for ax, ylab in zip(axes[0], ("MACs per image (lower is better)", "latency, batch 1 (ms, median ± IQR/2)")):
+        rows.append({"model": model, "macs_slope": s_mac, "latency_slope": s_t})
+    ylabs = (names.get("macs", "MACs"), f"{names.get('latency_ms_median', 'latency (ms)')}, batch 1, bars: IQR")
+    for ax, ylab in zip(axes[0], ylabs):
         ax.set(xlabel="pixels (H×W)", ylabel=ylab)
         F.log_axis(ax, "x")
         F.log_axis(ax, "y")
@@ -81,7 +82,8 @@ def _pareto(run: RunData, df: pd.DataFrame, styles: F.StyleMap) -> F.Figure | No
     for row in acc.itertuples():
         st = styles[row.model]
         ax.scatter(macs[row.model], row.beyond, label=row.model, color=st["color"], marker=st["marker"], s=40)
-    ax.set(xlabel="MACs per 32×32 image", ylabel="global_cue accuracy beyond fcn's reach", ylim=(0, 1.02))
+    ax.set(xlabel="MACs per 32×32 image (lower is better)",
+           ylabel="global_cue accuracy beyond fcn's reach (higher is better)", ylim=(0, 1.02))
     F.log_axis(ax, "x")
     ax.legend(fontsize=7)
     data = pd.DataFrame({"model": acc.model, "macs": [macs[m] for m in acc.model], "acc_beyond_fcn_reach": acc.beyond})
@@ -100,7 +102,7 @@ def cost_section(run: RunData) -> Section | None:
     sec = Section("cost", "Cost: FLOPs, latency, memory and their growth with resolution",
                   "What does each design cost, and how does the cost grow with the image?", _METHOD)
     if {"macs", "latency_ms_median"} <= set(df.columns):
-        fig, slopes = _scaling_figure(df, styles)
+        fig, slopes = _scaling_figure(df, styles, run.labels)
         sec.figures.append(fig)
         sec.tables.append(("Log-log slopes against pixel count (batch 1)", table_html(slopes)))
     tab = _table_at(df, run.labels)

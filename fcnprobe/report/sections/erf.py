@@ -71,7 +71,7 @@ def _depth_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure | None
                      f"{len(fit)} depths whose field fits in the image ({int(g.clipped.sum())} saturated depths "
                      f"left out; Luo et al. predict 0.5 for random-weight stacks; TRF slope "
                      f"{_f(loglog_slope(g.param_depth, g.trf_px))}).")
-    ax.set(xlabel="depth L (layers)", ylabel="size (px)")
+    ax.set(xlabel="depth L (layers)", ylabel="ERF std (solid) and TRF side (dotted) (px)")
     F.log_axis(ax, "x")
     F.log_axis(ax, "y")
     ax.legend(fontsize=7)
