@@ -45,14 +45,41 @@ def test_report_never_imports_torch(tmp_path):
     assert out.stdout.strip() == "False"
 
 
-def test_comparison_reports_deltas_and_device_warning(tmp_path):
-    a = make_run(tmp_path / "a", [cue("fcn", FCN_FAILS, 13)])
-    b = make_run(tmp_path / "b", [cue("fcn", [1.0] * 6, 13)])
+def _edit_manifest(root, **changes):
     import json
 
-    man = json.loads((b / "manifest.json").read_text())
-    man["provenance"]["device_name"] = "Other GPU"
-    (b / "manifest.json").write_text(json.dumps(man))
-    html = build_comparison(a, b, tmp_path / "cmp").read_text()
-    assert "different devices" in html and "held-out accuracy" in html and "acc_frac" not in html
-    assert np.isclose(1.0 - np.mean(FCN_FAILS), float(html.split("held-out accuracy</td>")[1].split("<td>")[3].split("<")[0]), atol=1e-3)
+    man = json.loads((root / "manifest.json").read_text())
+    for key, value in changes.items():
+        section, field = key.split("__")
+        man.setdefault(section, {})[field] = value
+    (root / "manifest.json").write_text(json.dumps(man))
+
+
+def _rows(page: str) -> list[list[str]]:
+    import html
+    import re
+
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    return [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", r, re.S)] for r in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def test_comparison_reports_deltas_with_params_and_labels(tmp_path):
+    a = make_run(tmp_path / "a", [cue("fcn", FCN_FAILS, 13)])
+    b = make_run(tmp_path / "b", [cue("fcn", [1.0] * 6, 13)])
+    page = build_comparison(a, b, tmp_path / "cmp").read_text()
+    assert "not like for like" not in page  # same preset, device and code: no banner
+    (row,) = [r for r in _rows(page) if r[5] == "held-out accuracy (higher is better)"]
+    assert row[:5] == ["context", "fcn", "global_cue", "head=dense:5, image_size=32", "0"]
+    assert np.isclose(float(row[8]), 1.0 - np.mean(FCN_FAILS), atol=1e-3)
+    assert "acc_frac" not in page and "param_" not in page
+
+
+def test_comparison_banner_names_each_difference(tmp_path):
+    a = make_run(tmp_path / "a", [cue("fcn", FCN_FAILS, 13)])
+    b = make_run(tmp_path / "b", [cue("fcn", [1.0] * 6, 13)])
+    _edit_manifest(b, provenance__device_name="Other GPU", config__preset="quick", provenance__git_sha="def")
+    page = build_comparison(a, b, tmp_path / "cmp").read_text()
+    banner = page.split('id="differences"')[1].split("</aside>")[0]
+    for words in ("preset: smoke vs quick", "device: Test CPU vs Other GPU", "code version: abc vs def",
+                  "not comparable"):
+        assert words in banner, (words, banner)
