@@ -20,6 +20,7 @@ from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.env import environment
 from fcnprobe.report.figures import unique_ids, write_figures
 from fcnprobe.report.sections import SECTIONS, ordered
+from fcnprobe.report.threats import threats
 from fcnprobe.report.verdicts import compute_verdicts
 from fcnprobe.results import MANIFEST, TABLE, RunStore
 
@@ -57,7 +58,8 @@ def render(run: RunData, title: str = "fcnprobe report", page_dir: Path | None =
     prov = run.manifest.get("provenance", {})
     ctx = dict(title=title, prov={k: prov.get(k) for k in ENV_KEYS}, preset=run.preset, verdicts=compute_verdicts(run),
                symbols=SYMBOLS, sections=sections, failures=_failures(run), env=_env(run), links=links,
-               n_ok=len(run.df) - n_failed, n_failed=n_failed, skipped=run.skipped)
+               n_ok=len(run.df) - n_failed, n_failed=n_failed, skipped=run.skipped,
+               threats=threats(run))
     return environment().get_template("report.html.j2").render(**ctx)
 
 
