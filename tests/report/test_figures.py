@@ -191,3 +191,60 @@ def test_series_sharing_a_colour_differ_in_line_style():
         styles = [F.style(j) for j in (i, i + 8, i + 16)]
         assert len({s["color"] for s in styles}) == 1
         assert len({str(s["linestyle"]) for s in styles}) == 3
+
+
+def _forward(run):
+    fwd = run.ok("cost", variant="forward")
+    return fwd[fwd.param_batch == fwd.param_batch.min()]
+
+
+def test_cost_csvs_match_records(quick_report):
+    root, run = quick_report
+    fwd = _forward(run)
+    scaling = pd.read_csv(root / "figures" / "cost-scaling.csv")
+    assert len(scaling) == len(fwd[fwd.get("forward_ok", True) != False])  # noqa: E712
+    for row in scaling.itertuples():
+        rec = fwd[(fwd.model == row.model) & (fwd.param_size == row.param_size) & (fwd.seed == row.seed)]
+        assert len(rec) == 1, row
+        assert row.macs == pytest.approx(rec.macs.iloc[0], rel=1e-5, nan_ok=True)
+        assert row.latency_ms_median == pytest.approx(rec.latency_ms_median.iloc[0], rel=1e-5, nan_ok=True)
+        assert row.pixels == row.param_size ** 2
+    memory = pd.read_csv(root / "figures" / "cost-memory.csv")
+    for row in memory.itertuples():
+        recs = fwd[(fwd.model == row.model) & (fwd.param_size ** 2 == row.pixels)].peak_mem_mb.dropna()
+        assert row.peak_mem_mb == pytest.approx(np.median(recs), rel=1e-5), row
+    pareto = pd.read_csv(root / "figures" / "cost-pareto.csv")
+    at32 = fwd[fwd.param_size == 32].groupby("model").macs.mean()
+    assert len(pareto) and all(row.macs == pytest.approx(at32[row.model], rel=1e-5) for row in pareto.itertuples())
+    assert pareto.acc_beyond_fcn_reach.between(0, 1).all()
+
+
+def test_shape_csvs_match_records(quick_report):
+    root, run = quick_report
+    loc = run.ok("shape", "locate")
+    bars = pd.read_csv(root / "figures" / "shape-locate-iou.csv").set_index("design")
+    for (model, adapter, split), g in loc.groupby(["model", "param_adapter", "param_split"]):
+        assert bars.loc[f"{model} + {adapter}", split] == pytest.approx(g.iou_mean.mean(), rel=1e-5, abs=1e-9)
+    for split, g in loc.groupby("param_split"):
+        assert bars.loc["constant guess (baseline)", split] == pytest.approx(g.iou_mean_const.mean(), rel=1e-5)
+    loss = pd.read_csv(root / "figures" / "shape-multi-output-loss.csv")
+    multi = run.ok("shape", "multi_output")
+    assert len(loss) == sum(len(c) for c in multi.loss_curve)
+    for rec in multi.itertuples():
+        got = loss[(loss.design == rec.param_design) & (loss.seed == rec.seed)]
+        assert got.step.tolist() == list(rec.loss_steps)
+        assert np.allclose(got.loss, rec.loss_curve, rtol=1e-5)
+
+
+def test_depth_and_shift_csvs_match_records(quick_report):
+    root, run = quick_report
+    depth = pd.read_csv(root / "figures" / "erf-depth.csv")
+    sweep = run.ok("erf")
+    sweep = sweep[sweep.param_sweep == "depth"]
+    assert len(depth) == len(sweep)
+    assert np.allclose(np.sort(depth.erf_std_px), np.sort(sweep.erf_std_px.astype(float)), rtol=1e-5)
+    shift = pd.read_csv(root / "figures" / "context-shift.csv")
+    recs = run.ok("context", "shift")
+    for row in shift.itertuples():
+        rec = recs[(recs.model == row.model) & (recs.param_distance == row.param_distance) & (recs.seed == row.seed)]
+        assert row.acc_frac == pytest.approx(rec.acc_frac.iloc[0], rel=1e-5)

@@ -48,30 +48,44 @@ def _adapter_bars(df: pd.DataFrame) -> F.Figure | None:
         ax.axhline(float(df["iou_mean_const"].max()), color="grey", linestyle="--", linewidth=1,
                    label="constant guess (best split)")
     ax.legend(title="split", fontsize=7)
+    data = tab.reset_index()
+    if "iou_mean_const" in df:
+        const = df.groupby("param_split")["iou_mean_const"].mean()
+        data = pd.concat([data, pd.DataFrame([{"design": CONST_ROW, **const.to_dict()}])], ignore_index=True)
     return F.to_svg(fig, "Bar chart of held-out box IoU per adapter and split",
                     "Locate task (not-so-CLEVR): held-out box IoU (higher is better) per model + adapter, hatching "
                     "marks the split; bars at or under the dashed constant-guess baseline (always the mean "
-                    "training box) learned nothing.", "shape-locate-iou", tab.reset_index())
+                    "training box) learned nothing.", "shape-locate-iou", data)
 
 
-def _loss_curves(df: pd.DataFrame) -> F.Figure | None:
+def loss_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (design, seed, logged step): every seed's training loss, straight from the records."""
+    rows = [{"design": r.param_design, "model": r.model, "seed": r.seed, "step": st, "loss": lo}
+            for r in df.sort_values(["param_design", "seed"]).itertuples()
+            if isinstance(r.loss_curve, (list, tuple)) for st, lo in zip(r.loss_steps, r.loss_curve)]
+    return pd.DataFrame(rows, columns=["design", "model", "seed", "step", "loss"])
+
+
+def _loss_curves(df: pd.DataFrame, styles: F.StyleMap) -> F.Figure | None:
     if "loss_curve" not in df or "param_design" not in df:
+        return None
+    data = loss_frame(df)
+    if data.empty:
         return None
     fig, ax = F.new()
     ax = ax[0][0]
-    for i, (design, g) in enumerate(df.groupby("param_design", sort=True)):
-        row = g.iloc[0]
-        ax.plot(row.loss_steps, row.loss_curve, label=str(design), **F.style(i), markevery=5)
+    model_of = dict(zip(data.design, data.model))  # each design keeps its model's colour and marker
+    design_styles = {d: styles[m] for d, m in model_of.items()}
+    F.plot_band(ax, F.seed_band(data, "design", "step", "loss"), "design", "step", design_styles)
     ax.set(xlabel="training step", ylabel="training loss (lower is better)")
     F.log_axis(ax, "y")
     ax.legend(fontsize=7)
-    data = pd.DataFrame([{"design": d, "seed": r.seed, "step": st, "loss": lo} for d, g in
-                         df.groupby("param_design", sort=True) for r in g.head(1).itertuples()
-                         for st, lo in zip(r.loss_steps, r.loss_curve)])
+    n = int(data.groupby("design").seed.nunique().max())
     return F.render(fig, "shape-multi-output-loss", "multi_output: the training loss (BCE on findings + MSE on "
-                    "the scaled count and size + L1 on the box, unweighted) per design under one budget, first "
-                    "seed; a curve that flattens high has stopped learning.",
-                    "Training loss against step per multi-output design", data)
+                    "the scaled count and size + L1 on the box, unweighted) per design under one budget; a curve "
+                    f"that flattens high has stopped learning. Median over {n} seed{'s' if n > 1 else ''}"
+                    f"{', shaded 95% band' if n > 1 else ''}.", "Training loss against step per multi-output design",
+                    data)
 
 
 MULTI_METRICS = ("findings_f1", "count_mae", "size_mae", "box_iou_mean")  # the outputs claim 4 compares
@@ -129,7 +143,7 @@ def shape_section(run: RunData) -> Section | None:
                            "baseline per split)", table_html(locate_table(loc), run.labels)))
     multi = run.ok("shape", "multi_output")
     if not multi.empty and "param_design" in multi:
-        curves = _loss_curves(multi)
+        curves = _loss_curves(multi, F.StyleMap.from_models(run.df.model))
         if curves:
             sec.figures.append(curves)
         sec.tables.append(("Structured output (multi_output): mean over seeds per design, the numbers the "
