@@ -83,3 +83,25 @@ def test_comparison_banner_names_each_difference(tmp_path):
     for words in ("preset: smoke vs quick", "device: Test CPU vs Other GPU", "code version: abc vs def",
                   "not comparable"):
         assert words in banner, (words, banner)
+
+
+def test_headers_are_declared_labels_and_no_raw_metric_name_is_shown(tmp_path):
+    """Without a browser: every <th> is a declared label (unit, direction) or a key/parameter column."""
+    import html
+    import re
+
+    from fcnprobe.report.data import RunData, header_problems
+    from synthetic_run import ALL_GOOD
+
+    root = make_run(tmp_path, [cue("fcn", FCN_FAILS, 13), cue("fcn_gap", ALL_GOOD, None, i=1),
+                               contract("fcn", "dense:4", 32, [1, 4, 32, 32])])
+    page = build_report(root).read_text()
+    run = RunData.load(root)
+    headers = {html.unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", page, re.S)}
+    context_summary = {"acc within reach", "acc beyond reach", "min bin acc", "overall acc", "reach (px)",
+                       "fails at (px, median)", "pooled ceiling", "chance"}  # context.py's own names (see test_browser)
+    assert header_problems(headers - context_summary, run) == []
+    assert header_problems({"acc_frac", "held-out accuracy"}, run) == ["acc_frac", "held-out accuracy"]
+    visible = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", "", page.split('id="environment"')[0], flags=re.S)))
+    names = {n for d in run.declared.values() for n in d if "_" in n}
+    assert sorted(n for n in names if re.search(rf"\b{re.escape(n)}\b", visible)) == []
