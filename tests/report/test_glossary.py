@@ -78,7 +78,9 @@ def test_report_template_shows_threats_and_skipped_only_when_given(tmp_path):
     from fcnprobe.report.build import render
     from fcnprobe.report.data import RunData
 
-    run = RunData.load(make_run(tmp_path, [cue("fcn", FCN_FAILS, 13)]))
+    from synthetic_run import error_record
+
+    run = RunData.load(make_run(tmp_path, [error_record("fcn", "ValueError: no data")]))  # nothing ok: no threats
     assert 'id="threats"' not in render(run) and 'id="skipped"' not in render(run)
     tpl = environment().get_template("report.html.j2")
     prov = dict.fromkeys(("fcnprobe_version", "git_sha", "git_dirty", "device", "device_name", "torch", "cuda",
