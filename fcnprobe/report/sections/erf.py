@@ -57,26 +57,28 @@ def _depth_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure | None
     if sweep.empty:
         return None, []
     fig, ax = F.new()
-    ax, notes = ax[0][0], []
+    ax, notes, slopes = ax[0][0], [], {}
     for model, g in sweep.groupby("model", sort=True):
         clipped = g.get("trf_numeric_clipped", pd.Series(False, index=g.index)).fillna(False).astype(bool)
         g = g.assign(clipped=clipped).groupby("param_depth")[["erf_std_px", "trf_px", "clipped"]].agg(
             {"erf_std_px": "mean", "trf_px": "mean", "clipped": "any"}).reset_index()
         fit = g[~g.clipped]  # once the field fills the image the std saturates: keep those out of the fit
-        slope = loglog_slope(fit.param_depth, fit.erf_std_px)
-        ax.plot(g.param_depth, g.erf_std_px, label=f"{model} ERF std (slope {_f(slope)})", **styles[model])
+        slope = slopes[model] = loglog_slope(fit.param_depth, fit.erf_std_px)
         ax.plot(g.param_depth, g.trf_px, label=f"{model} TRF side", color=styles[model]["color"],
                 linestyle=":", marker="x")
         notes.append(f"{model}: log-log slope of ERF std against depth = {_f(slope, 3)} over "
                      f"{len(fit)} depths whose field fits in the image ({int(g.clipped.sum())} saturated depths "
                      f"left out; Luo et al. predict 0.5 for random-weight stacks; TRF slope "
                      f"{_f(loglog_slope(g.param_depth, g.trf_px))}).")
+    band = F.seed_band(sweep, "model", "param_depth", "erf_std_px")  # median over inits and inputs, 95% band
+    F.plot_band(ax, band, "model", "param_depth", styles, label=lambda m: f"{m} ERF std (slope {_f(slopes[m])})")
     ax.set(xlabel="depth L (layers)", ylabel="ERF std (solid) and TRF side (dotted) (px)")
     F.log_axis(ax, "x")
     F.log_axis(ax, "y")
     ax.legend(fontsize=7)
     return F.render(fig, "erf-depth", "ERF std (solid) against TRF side (dotted) on log-log axes: a solid line "
-                    "flatter than its dotted twin means the ERF fills less of the TRF as depth grows.",
+                    "flatter than its dotted twin means the ERF fills less of the TRF as depth grows (median over "
+                    "inits, shaded 95% band where there are several).",
                     "ERF standard deviation and TRF side against depth, log-log", sweep[
                         ["model", "seed", "param_depth", "erf_std_px", "trf_px"]].sort_values(
                         ["model", "param_depth", "seed"])), notes
