@@ -1,8 +1,10 @@
 """Render a run directory's records into one self-contained HTML page.
 
-``build_report(run_dir)`` writes ``run_dir/index.html``: provenance, one verdict
-card per seed claim, one section per probe, the failed cells and the
-environment. Jinja2 autoescapes every string; tables are escaped by pandas and
+``build_report(run_dir)`` writes ``run_dir/index.html``: provenance, a box
+listing the cell files that were skipped (unreadable, or breaking their probe's
+declared metrics: ``RunData.load``), one verdict card per seed claim, one
+section per probe, the failed cells, the threats to validity (``threats.py``),
+the glossary and the environment. Jinja2 autoescapes every string; tables are escaped by pandas and
 figures are matplotlib's own SVG/PNG. Nothing here imports torch.
 
 Example::

@@ -60,7 +60,8 @@ def _rows(page: str) -> list[list[str]]:
     import re
 
     body = page.split("<tbody>")[1].split("</tbody>")[0]
-    return [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", r, re.S)] for r in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", r, re.S)] for r in rows]
 
 
 def test_comparison_reports_deltas_with_params_and_labels(tmp_path):
@@ -97,11 +98,13 @@ def test_headers_are_declared_labels_and_no_raw_metric_name_is_shown(tmp_path):
                                contract("fcn", "dense:4", 32, [1, 4, 32, 32])])
     page = build_report(root).read_text()
     run = RunData.load(root)
-    headers = {html.unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", page, re.S)}
+    cells = re.findall(r"<th[^>]*>(.*?)</th>", page, re.S)
+    headers = {html.unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in cells}
     context_summary = {"acc within reach", "acc beyond reach", "min bin acc", "overall acc", "reach (px)",
                        "fails at (px, median)", "pooled ceiling", "chance"}  # context.py's own names (see test_browser)
     assert header_problems(headers - context_summary, run) == []
     assert header_problems({"acc_frac", "held-out accuracy"}, run) == ["acc_frac", "held-out accuracy"]
-    visible = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", "", page.split('id="environment"')[0], flags=re.S)))
+    no_svg = re.sub(r"<svg.*?</svg>", "", page.split('id="environment"')[0], flags=re.S)
+    visible = html.unescape(re.sub(r"<[^>]+>", " ", no_svg))
     names = {n for d in run.declared.values() for n in d if "_" in n}
     assert sorted(n for n in names if re.search(rf"\b{re.escape(n)}\b", visible)) == []
