@@ -47,7 +47,8 @@ def records(task: str, designs: list[Design], seeds: int = 3, budget: int = 400,
             for lr, mult in zip(LRS, d.lr_mult):
                 row = {"probe": "difficulty", "status": "ok", "model": d.model, "task": task, "seed": seed,
                        "param_head": d.head, "param_deepsup": d.deepsup, "param_lr": lr, "lr": lr,
-                       "eval_steps": steps.tolist(), "cell_id": f"{d.model}-{d.head}-{seed}-{lr}"}
+                       "eval_steps": steps.tolist(), "cell_id": f"{d.model}-{d.head}-{seed}-{lr}",
+                       "loss_steps": steps.tolist(), "loss_curve": np.exp(-steps / (100 * jitter)).tolist()}
                 for out in OUTPUTS[task]:
                     const = CONSTS[out.metric]
                     room = abs(out.best - const)

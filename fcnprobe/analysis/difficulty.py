@@ -150,7 +150,7 @@ def _with_design(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(design=df.apply(design_of, axis=1), lr_value=pd.to_numeric(df["lr"], errors="coerce"))
 
 
-def _val_gain(row: pd.Series, out: Output) -> float | None:
+def val_gain(row: pd.Series, out: Output) -> float | None:
     s, c = final_val(row, out), _num(row.get(f"{out.metric}_val_const"))
     if s is None or c is None or headroom(out, c) <= 0:
         return None
@@ -160,7 +160,7 @@ def _val_gain(row: pd.Series, out: Output) -> float | None:
 def selected_lr(rows: pd.DataFrame, outputs: Sequence[Output]) -> float:
     """The rate with the highest mean validation gain / headroom over seeds and outputs (diverged: 0)."""
     def score(part: pd.DataFrame) -> float:
-        return float(np.mean([_val_gain(r, o) or 0.0 for _, r in part.iterrows() for o in outputs]))
+        return float(np.mean([val_gain(r, o) or 0.0 for _, r in part.iterrows() for o in outputs]))
     means = {lr: score(part) for lr, part in rows.groupby("lr_value", sort=True)}
     return max(means, key=lambda lr: (means[lr], -lr))  # a tie goes to the smaller rate
 
@@ -205,7 +205,7 @@ def _seed_rows(rows: pd.DataFrame, out: Output, target: float, budget: int) -> d
 def _band_per_seed(rows: pd.DataFrame, outputs: Sequence[Output], out: Output) -> list[float]:
     bands = []
     for _, part in rows.groupby("seed", sort=True):
-        band = lr_band({float(r.lr_value): _val_gain(r, out) for _, r in part.iterrows()})
+        band = lr_band({float(r.lr_value): val_gain(r, out) for _, r in part.iterrows()})
         if band is not None:
             bands.append(band)
     return bands
