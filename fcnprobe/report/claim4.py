@@ -104,6 +104,15 @@ def combine(outcomes: list[str]) -> str:
     return "partly"
 
 
+def preset_note(run: RunData) -> str:
+    """What the run's preset leaves out of the grid (the probe's ``note``), '' when unknown."""
+    from fcnprobe.probes import PROBES  # torch-free: probe modules import torch inside cells
+
+    if "difficulty" not in PROBES.names():
+        return ""
+    return getattr(PROBES.get("difficulty").settings(run.preset), "note", "")
+
+
 def claim4(run: RunData) -> tuple[str, str]:
     """Training FCNs for structured outputs is harder: steps to target, LR band and seed failures
     of the best FCN design against the best other design, per output, with separated intervals."""
@@ -119,4 +128,6 @@ def claim4(run: RunData) -> tuple[str, str]:
             parts.append(f"{task}/{out} [{outcome}]: {ev}")
     verdict = combine(outcomes)
     seeds = int(max(t["n_seeds"].max() for t in tabs.values()))
-    return verdict, f"{verdict} over {len(outcomes)} outputs ({seeds} seeds): " + " | ".join(parts) + "."
+    note = preset_note(run)
+    head = f"{verdict} over {len(outcomes)} outputs ({seeds} seeds" + (f"; {note}" if note else "") + "): "
+    return verdict, head + " | ".join(parts) + "."

@@ -9,7 +9,7 @@ import pandas as pd
 
 from fcnprobe.analysis.difficulty import OUTPUTS, BAND_FRAC, MIN_FAILURE_SEEDS, TARGET_FRAC, design_of
 from fcnprobe.report import figures as F
-from fcnprobe.report.claim4 import tables
+from fcnprobe.report.claim4 import preset_note, tables
 from fcnprobe.report.data import RunData, fmt, table_html
 from fcnprobe.report.sections.base import Section, register_section
 
@@ -120,13 +120,6 @@ def deepsup_table(tab: pd.DataFrame) -> str | None:
     return table_html(pd.DataFrame(rows)) if rows else None
 
 
-def _preset_note(run: RunData) -> str:
-    from fcnprobe.probes import PROBES
-
-    settings = PROBES.get("difficulty").settings(run.preset) if "difficulty" in PROBES.names() else None
-    return getattr(settings, "note", "")
-
-
 @register_section("difficulty", order=36)
 def difficulty_section(run: RunData) -> Section | None:
     df = run.ok("difficulty")
@@ -145,7 +138,7 @@ def difficulty_section(run: RunData) -> Section | None:
         ds = deepsup_table(tab)
         if ds:
             sec.tables.append((f"{task}: what deep supervision buys the FCN trunk (without → with)", ds))
-    note = _preset_note(run)
+    note = preset_note(run)
     if note:
         sec.notes.append(f"Preset {run.preset}: {note}.")
     if "diverged" in df and df["diverged"].astype(bool).any():
