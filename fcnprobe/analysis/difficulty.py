@@ -222,7 +222,8 @@ def difficulty_table(df: pd.DataFrame, task: str) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame()
     df = _with_design(df)
-    budget = int(max(max(s) for s in df["eval_steps"] if isinstance(s, (list, tuple, np.ndarray)) and len(s)))
+    budget = int(max((max(s) for s in df["eval_steps"] if isinstance(s, (list, tuple, np.ndarray)) and len(s)),
+                     default=0))
     chosen = {d: selected_lr(part, outputs) for d, part in df.groupby("design", sort=True)}
     rows = []
     for out in outputs:
