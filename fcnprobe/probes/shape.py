@@ -72,7 +72,8 @@ _CONTRACT = [metric("target_shape", "shape asked for", is_array=True, unit=""),
              metric("build_size", "side the model was built for", unit="px"),
              metric("seed_printed_shape", "shape the seed prints", is_array=True, unit=""),
              metric("matches_seed_print", "matches the seed's print")]
-_TRAINED = [metric("params_count", "parameters"), metric("train_time_s", "training time", "lower"),
+_TRAINED = [metric("params_count", "parameters"), metric("lr", "learning rate", unit=""),
+            metric("lr_source", "learning-rate source"), metric("train_time_s", "training time", "lower"),
             metric("final_loss", "final training loss", "lower"), metric("loss_curve", "training loss", is_array=True),
             metric("loss_steps", "loss curve steps", is_array=True, unit="count"),
             metric("test_count", "held-out samples")]
@@ -130,7 +131,7 @@ SMOKE = ShapeSettings(sizes=((32, 32), (48, 80)), build_size=32, max_exec_gflop=
                       locate_designs=(("fcn", "softargmax"), ("fcn", "heatmap_decode"), ("cnn_fc", "direct")))
 QUICK = ShapeSettings(
     sizes=_ALL_SIZES, build_size=32, max_exec_gflop=1.0, multi_image_size=32,
-    locate=TrainSettings(steps=120, batch_size=16, width=8, depth=4, eval_count=256, log_every=10, timing_min_s=0.1),
+    locate=TrainSettings(steps=120, batch_size=16, width=16, depth=4, eval_count=256, log_every=10, timing_min_s=0.1),
     multi=TrainSettings(steps=150, batch_size=32, width=16, depth=4, eval_count=512, log_every=10, timing_min_s=0.1))
 FULL = ShapeSettings(
     sizes=_ALL_SIZES, build_size=32, max_exec_gflop=None, multi_image_size=32,
@@ -157,6 +158,7 @@ class ShapeProbe(Probe):
 
     metrics = SHAPE_METRICS
     variants = (CONTRACT,)
+    version = 2  # 2: linear heads on standardised targets, lr.learning_rate, locate quick width 16
 
     settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 

@@ -1,12 +1,16 @@
 """The shape probe's trained designs: box adapters on ``locate`` and structured output on ``multi_output``.
 
-Every design of a task trains under the same budget (``fcnprobe.train``, one LR
-per family) on the same data stream, and is scored on the same held-out set; a
-``*_const`` metric is the score of a model-blind constant, so "learned nothing"
-is visible. Post-processing time = the head's forward after the trunk, median
+Every design of a task trains under the same budget (``fcnprobe.train``, the rate
+``lr.learning_rate`` gives, recorded with its source) on the same data stream, and
+is scored on the same held-out set; a ``*_const`` metric is the score of a
+model-blind constant, so "learned nothing" is visible. Post-processing time = the head's forward after the trunk, median
 of ``torch.utils.benchmark`` ``blocked_autorange`` (``fcnprobe.measure.timing``)
-on 64 test images, per image. The probe itself (cells, declarations, the shape
-contract) is ``fcnprobe.probes.shape``; this module only runs its trained cells.
+on 64 test images, per image. Direct regression is the ``linear`` head (no output
+activation) trained on standardised targets: ``adapters.set_target_stats`` with the
+training targets' mean/std, and the loss on ``adapters.standardised_error``. The
+probe itself (cells, declarations, the shape contract) is ``fcnprobe.probes.shape``;
+this module only runs its trained cells. Claim 4's trunk x head grid is the
+``difficulty`` probe (``probes/difficulty.py``).
 """
 from __future__ import annotations
 
@@ -64,23 +68,26 @@ def run_locate(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from fcnprobe.models import ADAPTERS, create_model
-    from fcnprobe.models.adapters import HeatmapView, gradient_reaches_trunk
+    from fcnprobe.models.adapters import HeatmapView, gradient_reaches_trunk, standardised_error
     from fcnprobe.models.layers import ConstantBox
     from fcnprobe.tasks import create_task
-    from fcnprobe.train import TrainBudget, family_lr, train
+    from fcnprobe.lr import learning_rate
+    from fcnprobe.train import TrainBudget, train
 
     s, adapter, dev = ctx.settings.locate, cell.p["adapter"], ctx.device
     task = create_task("locate", split=cell.p["split"])
-    head = "box" if adapter == "direct" else f"box@{adapter}"
+    head = "box@linear" if adapter == "direct" else f"box@{adapter}"
     net = create_model(cell.model, head=head, in_channels=task.in_channels, image_size=task.image_size,
                        width=s.width, depth=s.depth)
     on_mask = adapter != "direct" and ADAPTERS.meta(adapter).get("trains_on") == "mask"
     if on_mask:  # the seed's route: dense supervision, then post-processing
         model, loss = HeatmapView(net), lambda y, b: F.binary_cross_entropy_with_logits(y, b.meta["mask"])
     else:
-        model, loss = net, lambda y, b: F.l1_loss(y, b.targets)
+        std = standardise(net, task.render(task.positions("train")).targets, ["box"])["box"].to(dev)
+        model, loss = net, lambda y, b: standardised_error(y, b.targets, std).abs().mean()
     budget = TrainBudget(s.steps, s.batch_size, s.log_every)
-    res = train(model, lambda n, g: task.sample(n, g, "train"), loss, budget, family_lr(cell.model),
+    lr, lr_source = learning_rate(cell.model, "locate", ctx.preset)
+    res = train(model, lambda n, g: task.sample(n, g, "train"), loss, budget, lr,
                 dev, shared_seed(cell, split=cell.p["split"]))
     seed = shared_seed(cell, split=cell.p["split"], part="eval")
     test = task.render(_subset(task.positions("test"), s.eval_count, seed).to(dev))
@@ -92,26 +99,52 @@ def run_locate(cell: Cell, ctx: CellContext) -> dict[str, Any]:
             "differentiable": gradient_reaches_trunk(net, test.inputs[:4]),
             "trains_on": "mask" if on_mask else "box", "test_count": len(test.inputs),
             "params_count": param_count(net), "head_params_count": param_count(net.head),
-            "train_time_s": res.train_time_s, "final_loss": res.final_loss,
+            "train_time_s": res.train_time_s, "final_loss": res.final_loss, "lr": lr, "lr_source": lr_source,
             "loss_curve": res.losses, "loss_steps": res.loss_steps}
 
 
-MULTI_HEADS = {  # design -> output -> head string; the FCN needs an adapter for each non-dense output
-    "fcn_adapters": {"findings": "vector:4@gap", "params": "vector:2@gap", "box": "box@softargmax"},
-    "cnn_fc_heads": {"findings": "vector:4", "params": "vector:2", "box": "box"},
-    "attention_heads": {"findings": "vector:4", "params": "vector:2", "box": "box"},
+MULTI_HEADS = {  # design -> output -> head string; every vector is direct regression (@linear), standardised
+    "fcn_adapters": {"findings": "vector:4@linear", "params": "vector:2@linear", "box": "box@softargmax"},
+    "cnn_fc_heads": {"findings": "vector:4@linear", "params": "vector:2@linear", "box": "box@linear"},
+    "attention_heads": {"findings": "vector:4@linear", "params": "vector:2@linear", "box": "box@linear"},
 }
+STATS_SAMPLES = 2048  # training samples behind the target mean/std
 
 
-def multi_loss(y: "torch.Tensor", batch: Any) -> "torch.Tensor":
-    """BCE on findings + MSE on the scaled (count, size) + L1 on the box, unweighted."""
+def standardise(net: "nn.Module", targets: "torch.Tensor", outputs: list[str]) -> dict[str, "torch.Tensor"]:
+    """Set each named output's ``linear`` head to the targets' mean/std (findings stay logits: 0, 1);
+    returns output -> std (the loss's scale; ones for findings)."""
+    import torch
+
+    from fcnprobe.models.adapters import set_target_stats
+    from fcnprobe.tasks.multi_output import LAYOUT
+
+    cols = {"box": slice(0, 4)} if outputs == ["box"] else LAYOUT
+    out = {}
+    for k in outputs:
+        y = targets[:, cols[k]]
+        mean, std = (torch.zeros(y.shape[1]), torch.ones(y.shape[1])) if k == "findings" else (y.mean(0), y.std(0))
+        heads = net.heads[k] if hasattr(net, "heads") else net
+        set_target_stats(heads, mean, std)
+        out[k] = std
+    return out
+
+
+def multi_loss(std: dict[str, "torch.Tensor"]) -> Any:
+    """BCE on findings + MSE on the standardised (count, size) + L1 on the standardised box, equal weights."""
     import torch.nn.functional as F
 
+    from fcnprobe.models.adapters import standardised_error
     from fcnprobe.tasks.multi_output import LAYOUT
 
     f, p, b = (LAYOUT[k] for k in ("findings", "params", "box"))
-    return (F.binary_cross_entropy_with_logits(y[:, f], batch.targets[:, f])
-            + F.mse_loss(y[:, p], batch.targets[:, p]) + F.l1_loss(y[:, b], batch.targets[:, b]))
+
+    def loss(y: "torch.Tensor", batch: Any) -> "torch.Tensor":
+        t = batch.targets
+        return (F.binary_cross_entropy_with_logits(y[:, f], t[:, f])
+                + standardised_error(y[:, p], t[:, p], std["params"]).pow(2).mean()
+                + standardised_error(y[:, b], t[:, b], std["box"]).abs().mean())
+    return loss
 
 
 def extra_modules(net: "nn.Module") -> list[str]:
@@ -134,18 +167,22 @@ def run_multi(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     from fcnprobe.models.adapters import build_multi_head
     from fcnprobe.tasks import create_task
     from fcnprobe.tasks.multi_output import LAYOUT
-    from fcnprobe.train import TrainBudget, family_lr, predict, train
+    from fcnprobe.lr import learning_rate
+    from fcnprobe.train import TrainBudget, predict, train
 
     s, dev, design = ctx.settings.multi, ctx.device, cell.p["design"]
     task = create_task("multi_output", image_size=ctx.settings.multi_image_size)
     net = build_multi_head(cell.model, MULTI_HEADS[design], in_channels=task.in_channels,
                            image_size=task.image_size, width=s.width, depth=s.depth)
-    res = train(net, task.sample, multi_loss, TrainBudget(s.steps, s.batch_size, s.log_every),
-                family_lr(cell.model), dev, shared_seed(cell))
+    stats = task.sample(STATS_SAMPLES, torch.Generator().manual_seed(shared_seed(cell, part="stats"))).targets
+    std = {k: v.to(dev) for k, v in standardise(net, stats, list(MULTI_HEADS[design])).items()}
+    lr, lr_source = learning_rate(cell.model, "multi_output", ctx.preset)
+    res = train(net, task.sample, multi_loss(std), TrainBudget(s.steps, s.batch_size, s.log_every),
+                lr, dev, shared_seed(cell))
     test = task.sample(s.eval_count, torch.Generator(dev).manual_seed(shared_seed(cell, part="eval")))
     y = check_finite(predict(net, test.inputs), "eval_forward").cpu().numpy()  # (N, 10)
     scores = structured_scores(y, test.targets.cpu().numpy(), test.meta["count"].cpu().numpy(),
                                test.meta["mean_side"].cpu().numpy(), LAYOUT, task.max_count, task.max_side)
     return {**scores, "extra_modules": extra_modules(net), "extra_params_count": param_count(net.heads),
             "params_count": param_count(net), "train_time_s": res.train_time_s, "final_loss": res.final_loss,
-            "loss_curve": res.losses, "loss_steps": res.loss_steps, "test_count": len(y)}
+            "lr": lr, "lr_source": lr_source, "loss_curve": res.losses, "loss_steps": res.loss_steps, "test_count": len(y)}

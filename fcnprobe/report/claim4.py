@@ -1,0 +1,133 @@
+"""Claim 4's verdict, read as difficulty (the lead swaps this ``claim4`` in for the one in ``verdicts.py``).
+
+Per scored output (multi_output: findings, count, size, box; locate: box) the best
+FCN design (an FCN-category trunk with any head, without deep supervision, by mean
+held-out gain / headroom) is compared with the best non-FCN design on three
+difficulty metrics (``analysis.difficulty``), each with its 95% interval over seeds:
+
+* steps to target -- FCN *harder* when its interval lies wholly above the other's;
+* learning-rate band -- harder when its interval lies wholly below the other's;
+* seed failure rate -- harder when its interval lies wholly above; it decides only
+  with ``MIN_FAILURE_SEEDS`` (5) seeds or more, and is otherwise reported only.
+
+An output is *harder* when some metric separates towards the FCN being harder and
+none the other way, *easier* in the reverse case, *mixed* when both happen, and
+*overlap* when no metric separates. The comparison of an output counts only when
+both designs beat the constant guess there (the gate); otherwise that output is
+"not measured". The claim is **supported** when every gated output is harder,
+**not supported** when every one is easier, **inconclusive** when none separates,
+**partly** otherwise (mixed across outputs), and **not measured** when no output
+passes the gate. Deep supervision is reported beside the verdict, never in it.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from fcnprobe.analysis.difficulty import OUTPUTS, difficulty_table
+from fcnprobe.report.data import RunData, fmt, model_categories
+
+FCN_CATEGORIES = ("fcn",)  # trunks whose every operation is local; fcn_pool / global_op count as others
+METRICS = (("steps", "steps to target", +1), ("band", "learning-rate band", -1), ("fail", "seed failure rate", +1))
+
+
+def tables(run: RunData) -> dict[str, pd.DataFrame]:
+    """Task -> ``difficulty_table`` of the run's difficulty records (tasks without records left out)."""
+    df = run.ok("difficulty")
+    if df.empty or "task" not in df:
+        return {}
+    return {t: difficulty_table(df[df.task == t], t) for t in OUTPUTS if (df.task == t).any()}
+
+
+def _gain(row: pd.Series) -> float:
+    sign = 1 if row["higher"] else -1
+    return sign * (row["final"] - row["const"]) / row["headroom"] if row["headroom"] > 0 else -math.inf
+
+
+def best(rows: pd.DataFrame) -> pd.Series | None:
+    """The row with the highest mean held-out gain / headroom (None for no rows)."""
+    if rows.empty:
+        return None
+    return rows.loc[rows.apply(_gain, axis=1).idxmax()]
+
+
+def separation(fcn: pd.Series, other: pd.Series, key: str, harder_sign: int) -> str:
+    """'harder', 'easier' or 'overlap' for one metric; 'n/a' where it is undefined or may not decide."""
+    lo_f, hi_f, lo_o, hi_o = (fcn.get(f"{key}_lo"), fcn.get(f"{key}_hi"), other.get(f"{key}_lo"), other.get(f"{key}_hi"))
+    if key == "fail" and not (fcn.get("fail_decides") and other.get("fail_decides")):
+        return "n/a"
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (lo_f, hi_f, lo_o, hi_o)):
+        return "n/a"
+    above, below = lo_f > hi_o, hi_f < lo_o
+    if not (above or below):
+        return "overlap"
+    return "harder" if above == (harder_sign > 0) else "easier"
+
+
+def _iv(row: pd.Series, key: str) -> str:
+    if key == "fail":
+        return f"{fmt(row['fail'], 2)} [{fmt(row['fail_lo'], 2)}, {fmt(row['fail_hi'], 2)}] of {int(row['n_seeds'])}"
+    text = f"{fmt(row[key], 3)} [{fmt(row[f'{key}_lo'], 3)}, {fmt(row[f'{key}_hi'], 3)}]"
+    return text + (f", {int(row['censored'])} censored" if key == "steps" and row["censored"] else "")
+
+
+def compare_output(rows: pd.DataFrame, fcn_models: set[str]) -> tuple[str, str]:
+    """(outcome, evidence) for one output: harder / easier / mixed / overlap / not measured."""
+    plain = rows[~rows["deepsup"].astype(bool)]
+    f, o = best(plain[plain.model.isin(fcn_models)]), best(plain[~plain.model.isin(fcn_models)])
+    if f is None or o is None:
+        return "not measured", "needs an FCN design and another design"
+    if not (f["beats"] and o["beats"]):
+        who = " and ".join(r["design"] for r in (f, o) if not r["beats"])
+        return "not measured", f"{who} did not beat the constant guess ({fmt(f['const'])})"
+    seps = {key: separation(f, o, key, sign) for key, _, sign in METRICS}
+    parts = [f"{label} {_iv(f, key)} vs {_iv(o, key)} ({'FCN ' + seps[key] if seps[key] in ('harder', 'easier') else seps[key]})"
+             for key, label, _ in METRICS]
+    found = set(seps.values())
+    outcome = ("mixed" if {"harder", "easier"} <= found else "harder" if "harder" in found
+               else "easier" if "easier" in found else "overlap")
+    return outcome, f"{f['design']} vs {o['design']}: " + "; ".join(parts)
+
+
+def combine(outcomes: list[str]) -> str:
+    """The verdict from the per-output outcomes (see the module docstring)."""
+    gated = [x for x in outcomes if x != "not measured"]
+    if not gated:
+        return "not measured"
+    if all(x == "harder" for x in gated):
+        return "supported"
+    if all(x == "easier" for x in gated):
+        return "not supported"
+    if all(x == "overlap" for x in gated):
+        return "inconclusive"
+    return "partly"
+
+
+def preset_note(run: RunData) -> str:
+    """What the run's preset leaves out of the grid (the probe's ``note``), '' when unknown."""
+    from fcnprobe.probes import PROBES  # torch-free: probe modules import torch inside cells
+
+    if "difficulty" not in PROBES.names():
+        return ""
+    return getattr(PROBES.get("difficulty").settings(run.preset), "note", "")
+
+
+def claim4(run: RunData) -> tuple[str, str]:
+    """Training FCNs for structured outputs is harder: steps to target, LR band and seed failures
+    of the best FCN design against the best other design, per output, with separated intervals."""
+    tabs = tables(run)
+    if not tabs:
+        return "not measured", "needs difficulty-probe records (trunk x head grid on multi_output and locate)."
+    fcn_models = {m for m, c in model_categories(run).items() if c in FCN_CATEGORIES}
+    outcomes, parts = [], []
+    for task, tab in tabs.items():
+        for out in tab["output"].unique():
+            outcome, ev = compare_output(tab[tab.output == out], fcn_models)
+            outcomes.append(outcome)
+            parts.append(f"{task}/{out} [{outcome}]: {ev}")
+    verdict = combine(outcomes)
+    seeds = int(max(t["n_seeds"].max() for t in tabs.values()))
+    note = preset_note(run)
+    head = f"{verdict} over {len(outcomes)} outputs ({seeds} seeds" + (f"; {note}" if note else "") + "): "
+    return verdict, head + " | ".join(parts) + "."
