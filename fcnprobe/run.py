@@ -87,6 +87,10 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--model", action="append", default=[], dest="user_models", metavar="MODULE:FACTORY",
                    help="your own model factory (repeatable); with no --models only these run")
+    p.add_argument("--image-size", type=int, action="append", default=[], dest="image_sizes", metavar="N",
+                   help="input side in px for erf, shape and cost (repeatable; default: the preset's sizes)")
+    p.add_argument("--output", default=None, metavar="KEY", help="which part of a dict/tuple/.logits output to probe")
+    p.add_argument("--layer", default=None, metavar="NAME", help="probe this submodule's output (ERF via a hook)")
     p.add_argument("--executor", default="local", help="local | dask | ray (default: local)")
     p.add_argument("--address", default=None, help="dask scheduler tcp://host:port, or ray auto | ray://host:port")
     p.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs per cell, e.g. 0.25; 0 = 1 on CUDA")
@@ -161,7 +165,8 @@ def _config(args: argparse.Namespace):
                      tasks=tuple(args.tasks), overwrite=args.overwrite,
                      rerun_failed=args.rerun_failed, dry_run=args.dry_run, executor=args.executor,
                      address=args.address, gpus_per_cell=args.gpus_per_cell,
-                     user_models=tuple(args.user_models), cell_timeout=args.cell_timeout)
+                     user_models=tuple(args.user_models), cell_timeout=args.cell_timeout,
+                     image_sizes=tuple(args.image_sizes), output=args.output, layer=args.layer)
 
 
 def _note(text: str) -> None:
@@ -175,7 +180,7 @@ def _check_user_models(paths: tuple[str, ...]) -> None:
     for path in paths:
         problem = factory_problem(path)
         if problem:
-            _note(f"warning: {problem}; its cells will be error records")
+            _note(f"note: {problem}; its training cells will be error records")
 
 
 def _report_failures(summary, cfg) -> None:
