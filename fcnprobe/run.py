@@ -21,6 +21,7 @@ Examples::
     python -m fcnprobe.run report --out runs/latest    # rebuild runs/latest/index.html from records
     python -m fcnprobe.run compare runs/a runs/b       # deltas, at runs/b/compare/index.html
     python -m fcnprobe.run list
+    python -m fcnprobe.run diagnose mypkg.nets:my_net --image-size 256 --output out --out runs/diag
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from pathlib import Path
 from fcnprobe.config import MAX_SEEDS, PRESETS
 from fcnprobe.errors import RunDirBusy, SweepInterrupted, UsageError, WorkerLost
 
-FIXED_COMMANDS = ("all", "report", "compare", "list")
+FIXED_COMMANDS = ("all", "report", "compare", "list", "diagnose")
 LIGHT_COMMANDS = ("report", "compare")  # need no probe registry (and no torch)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -105,7 +106,7 @@ def build_parser(probes: tuple[str, ...] = ()) -> Parser:
     """The CLI; ``probes`` are the registered probe names that become subcommands."""
     from fcnprobe import __version__
 
-    Parser.commands = ("all", *probes, "report", "compare", "list")
+    Parser.commands = ("all", *probes, "report", "compare", "list", "diagnose")
     parser = Parser(prog="python -m fcnprobe.run", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fcnprobe {__version__}")
@@ -127,7 +128,21 @@ def build_parser(probes: tuple[str, ...] = ()) -> Parser:
     p.add_argument("--out", default=None, help="where to write the comparison (default: RUN_B/compare)")
     _common(p)
     _common(sub.add_parser("list", help="list models, tasks and probes", epilog="example: python -m fcnprobe.run list"))
+    _diagnose_parser(sub)
     return parser
+
+
+def _diagnose_parser(sub) -> None:
+    p = sub.add_parser("diagnose", help="TRF, ERF, output shape and cost of one model over image sizes",
+                       epilog="example: python -m fcnprobe.run diagnose fcn --image-size 64 --image-size 128")
+    p.add_argument("model", help="a zoo name or module.path:factory (plain builders welcome)")
+    p.add_argument("--image-size", type=int, action="append", default=[], dest="image_sizes", metavar="N",
+                   help="input side in px (repeatable; default 224)")
+    p.add_argument("--output", default=None, metavar="KEY", help="which part of a dict/tuple/.logits output")
+    p.add_argument("--layer", default=None, metavar="NAME", help="probe this submodule's output instead")
+    p.add_argument("--weights", default=None, metavar="FILE", help="a local state_dict (loaded weights_only)")
+    p.add_argument("--out", default="runs/diagnose", help="writes OUT/diagnosis.html and OUT/diagnosis.json")
+    _common(p)
 
 
 def load_plugins(argv: list[str]) -> list[str]:
@@ -274,7 +289,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"all": cmd_all, "report": cmd_report, "compare": cmd_compare, "list": cmd_list}
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Build the model (no head for plain builders), measure it and write the two files."""
+    from fcnprobe.config import MAX_IMAGE_SIZE
+    from fcnprobe.diagnose import build_for_diagnosis, diagnose, write_diagnosis
+
+    sizes = tuple(dict.fromkeys(args.image_sizes or [224]))
+    if any(not 1 <= s <= MAX_IMAGE_SIZE for s in sizes):
+        raise UsageError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} px")
+    if args.weights and not Path(args.weights).is_file():
+        raise UsageError(f"no weights file at {args.weights}")
+    model = build_for_diagnosis(args.model, sizes[0])
+    result = diagnose(model, sizes, output=args.output, layer=args.layer, weights=args.weights)
+    result["model"] = args.model
+    js, html = write_diagnosis(result, args.out)
+    for line in result["findings"]:
+        print(f"- {line}")
+    print(f"diagnosis: {html.resolve().as_uri()} ({js.name} beside it)")
+    return EXIT_OK
+
+
+HANDLERS = {"all": cmd_all, "report": cmd_report, "compare": cmd_compare, "list": cmd_list,
+            "diagnose": cmd_diagnose}
 
 
 def _fs_error(exc: OSError, argv: list[str]) -> int:
