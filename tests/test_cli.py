@@ -163,7 +163,7 @@ def test_diagnose_bad_input_is_one_line(tmp_path):
 
 
 def test_image_size_output_and_layer_flags_reach_the_cells(tmp_path, capsys):
-    code = main(["erf", "--dry-run", "--preset", "smoke", "--models", "fcn", "--tasks", "noise", "--image-size", "40",
+    code = main(["erf", "--dry-run", "--preset", "smoke", "--models", "fcn", "--image-size", "40",
                  "--image-size", "72", "--layer", "trunk", "--out", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0 and "'image_size': 40" in out and "'image_size': 72" in out and "'layer': 'trunk'" in out
