@@ -96,3 +96,17 @@ def test_a_user_model_runs_through_each_probe(tmp_path, name):
     mine = df[df.model == TINY]
     assert len(mine) > 0 and summary.ran >= len(mine)
     assert (mine.status == "ok").all(), mine[mine.status != "ok"][["task", "error"]].to_string()
+
+
+def test_plain_builder_runs_in_probes_without_training_and_swallowed_heads_are_errors(tmp_path):
+    plain, swallow = "user_model_fixture:no_head", "user_model_fixture:swallow"
+    cfg = RunConfig(out=str(tmp_path / "r"), device="cpu", preset="smoke", workers=1, user_models=(plain, swallow),
+                    image_sizes=(24,))
+    run_sweep(["erf", "shape", "cost"], cfg, progress=False)
+    df = load_run(cfg.out)
+    mine, bad = df[df.model == plain], df[df.model == swallow]
+    assert set(mine.probe) == {"erf", "shape", "cost"} and (mine.status == "ok").all(), mine.error.tolist()
+    assert set(mine[mine.probe == "erf"].trf_px) == {5} and set(mine[mine.probe == "erf"].trf_check) == {"agree"}
+    assert set(mine[mine.probe == "shape"].task) == {"none"} and "control_wrong_rank" not in set(df.model)
+    assert not (df.probe == "erf").any() or (df[df.probe == "erf"].param_trained == False).all()  # noqa: E712
+    assert len(bad) > 0 and (bad.status == "error").all() and bad.error.str.contains("ignores 'head'").all()
