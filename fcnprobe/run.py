@@ -128,21 +128,10 @@ def build_parser(probes: tuple[str, ...] = ()) -> Parser:
     p.add_argument("--out", default=None, help="where to write the comparison (default: RUN_B/compare)")
     _common(p)
     _common(sub.add_parser("list", help="list models, tasks and probes", epilog="example: python -m fcnprobe.run list"))
-    _diagnose_parser(sub)
+    from fcnprobe.run_diagnose import add_parser
+
+    add_parser(sub, _common)
     return parser
-
-
-def _diagnose_parser(sub) -> None:
-    p = sub.add_parser("diagnose", help="TRF, ERF, output shape and cost of one model over image sizes",
-                       epilog="example: python -m fcnprobe.run diagnose fcn --image-size 64 --image-size 128")
-    p.add_argument("model", help="a zoo name or module.path:factory (plain builders welcome)")
-    p.add_argument("--image-size", type=int, action="append", default=[], dest="image_sizes", metavar="N",
-                   help="input side in px (repeatable; default 224)")
-    p.add_argument("--output", default=None, metavar="KEY", help="which part of a dict/tuple/.logits output")
-    p.add_argument("--layer", default=None, metavar="NAME", help="probe this submodule's output instead")
-    p.add_argument("--weights", default=None, metavar="FILE", help="a local state_dict (loaded weights_only)")
-    p.add_argument("--out", default="runs/diagnose", help="writes OUT/diagnosis.html and OUT/diagnosis.json")
-    _common(p)
 
 
 def load_plugins(argv: list[str]) -> list[str]:
@@ -290,23 +279,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Build the model (no head for plain builders), measure it and write the two files."""
-    from fcnprobe.config import MAX_IMAGE_SIZE
-    from fcnprobe.diagnose import build_for_diagnosis, diagnose, write_diagnosis
+    from fcnprobe.run_diagnose import cmd_diagnose as run
 
-    sizes = tuple(dict.fromkeys(args.image_sizes or [224]))
-    if any(not 1 <= s <= MAX_IMAGE_SIZE for s in sizes):
-        raise UsageError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} px")
-    if args.weights and not Path(args.weights).is_file():
-        raise UsageError(f"no weights file at {args.weights}")
-    model = build_for_diagnosis(args.model, sizes[0])
-    result = diagnose(model, sizes, output=args.output, layer=args.layer, weights=args.weights)
-    result["model"] = args.model
-    js, html = write_diagnosis(result, args.out)
-    for line in result["findings"]:
-        print(f"- {line}")
-    print(f"diagnosis: {html.resolve().as_uri()} ({js.name} beside it)")
-    return EXIT_OK
+    return run(args)
 
 
 HANDLERS = {"all": cmd_all, "report": cmd_report, "compare": cmd_compare, "list": cmd_list,
