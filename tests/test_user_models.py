@@ -88,6 +88,8 @@ def test_python_api_runs_a_callable_and_returns_its_records(tmp_path, toy_probe)
 def test_a_user_model_runs_through_each_probe(tmp_path, name):
     if name not in PROBES:
         pytest.skip(f"probe '{name}' is not built yet")
+    if name == "realarch":
+        pytest.skip("realarch measures its own registered architectures; a user-only run plans none of its cells")
     tasks = ("global_cue",) if name == "context" else ()  # one training task keeps this test short
     cfg = RunConfig(out=str(tmp_path / name), device="cpu", preset="smoke", workers=1, tasks=tasks,
                     user_models=(TINY,))

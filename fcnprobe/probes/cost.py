@@ -112,6 +112,7 @@ class CostProbe(Probe):
     """Cost vs resolution per family, and the sgemm ceiling; see the module docstring."""
 
     metrics = COST_METRICS
+    version = 2  # 2: one MAC convention, other_flops, flops_path
     variants = (FORWARD, ROOFLINE)
 
     settings_by_preset = {

@@ -121,6 +121,7 @@ class ERFProbe(Probe):
 
     settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": QUICK, "full": FULL}  # no training but brief
     metrics = ERF_METRICS
+    version = 2  # 2: graph TRF, trf_check
     variants = (NOISE,)
 
     def cells(self, cfg, settings: ERFSettings) -> list[Cell]:

@@ -167,6 +167,7 @@ class ShapeProbe(Probe):
     """Shape contract, box adapters on locate, and structured output on multi_output."""
 
     metrics = SHAPE_METRICS
+    version = 2  # 2: real forwards up to 20 GFLOP, tuple/dict outputs
     variants = (CONTRACT,)
 
     settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": QUICK, "full": FULL}
