@@ -112,3 +112,16 @@ def test_plain_builder_runs_in_probes_without_training_and_swallowed_heads_are_e
     assert set(mine[mine.probe == "shape"].task) == {"none"} and "control_wrong_rank" not in set(df.model)
     assert not (df.probe == "erf").any() or (df[df.probe == "erf"].param_trained == False).all()  # noqa: E712
     assert len(bad) > 0 and (bad.status == "error").all() and bad.error.str.contains("ignores 'head'").all()
+
+
+def test_dict_output_through_erf_shape_and_cost_with_output_key(tmp_path):
+    name = "user_model_fixture:dict_out"
+    cfg = RunConfig(out=str(tmp_path / "r"), device="cpu", preset="smoke", workers=1, user_models=(name,),
+                    image_sizes=(20,), output="out")
+    run_sweep(["erf", "shape", "cost"], cfg, progress=False)
+    df = load_run(cfg.out)
+    mine = df[df.model == name]
+    assert set(mine.probe) == {"erf", "shape", "cost"} and (mine.status == "ok").all(), mine.error.tolist()
+    assert set(mine[mine.probe == "erf"].trf_px) == {3}
+    assert [list(s) for s in mine[mine.probe == "shape"].out_shape] == [[1, 2, 20, 20]]
+    assert (mine[mine.probe == "cost"].macs == 3 * 9 * 2 * 400).all()

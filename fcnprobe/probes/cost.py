@@ -135,10 +135,11 @@ class CostProbe(Probe):
         models = self.model_names(cfg, list(settings.models) or list_models())
         out = [self.variant_cell(NO_TASK, ROOFLINE, seed=s) for s in cfg.seeds]
         sizes = cfg.image_sizes or (settings.sizes_cuda if cuda else settings.sizes)
+        pick = {} if cfg.output is None else {"output": cfg.output}
         for model in models:
             for size in sizes:
                 batches = (1, settings.throughput_batch) if size in settings.throughput_sizes else (1,)
-                out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b)
+                out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b, **pick)
                         for b in batches for s in cfg.seeds]
         return out
 
@@ -190,7 +191,7 @@ def measure_forward(name: str, size: int, batch: int, ctx: CellContext,
     out = {**base, "forward_ok": True, "error_message": None, "oom": False, **counts}
     if counts["macs"] > time_cap:
         return {**out, **_untimed()}
-    return {**out, **_timed(model, shape, counts["macs"] // batch, ctx)}
+    return {**out, **_timed(model, shape, counts["macs"] // batch, ctx, output)}
 
 
 def _estimate(model: "nn.Module", shape: tuple[int, ...], device: str) -> tuple[int | None, Exception | None]:
@@ -260,7 +261,8 @@ def _not_run(exc: Exception) -> dict[str, Any]:
             **{k: None for k in keys}, **_untimed()}
 
 
-def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext) -> dict:
+def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext,
+           output: str | None = None) -> dict:
     """Latency, memory and roofline at the largest batch <= the cell's that fits in memory."""
     import torch
 
@@ -273,7 +275,7 @@ def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx
 
     def run(batch: int) -> dict:
         x = torch.randn(batch, *shape[1:], device=ctx.device)
-        fn = _forward_fn(model, x)
+        fn = _forward_fn(model, x, output)
         return {**latency(fn, _timing(ctx.settings), ctx.device, reference=gemm),
                 **peak_memory(fn, model, x, ctx.device)}
 
@@ -291,17 +293,18 @@ def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx
             "gemm_gflops_per_s_ref": ceiling}
 
 
-def _forward_fn(model: "nn.Module", x: Any) -> Callable[[], Any]:
-    """One forward under inference_mode; a NaN or inf output is a CellError at stage 'forward'."""
+def _forward_fn(model: "nn.Module", x: Any, output: str | None = None) -> Callable[[], Any]:
+    """One forward under inference_mode; a NaN or inf in the probed output is a CellError at stage 'forward'."""
     import torch
 
+    from fcnprobe.measure.outputs import select_output
     from fcnprobe.utils import check_finite
 
     def fn() -> Any:
         with torch.inference_mode():
             return model(x)
 
-    check_finite(fn(), "forward")
+    check_finite(select_output(fn(), output), "forward")  # a dict / tuple / ModelOutput: the chosen tensor
     return fn
 
 
