@@ -10,6 +10,9 @@ every fresh tensor a forward creates (an upper bound on peak activation
 memory). Then growth exponents against resolution (log-log slopes against the
 side) and a short list of findings. ``write_diagnosis`` writes
 ``diagnosis.json`` and ``diagnosis.html`` (Jinja2, autoescaped).
+``build_for_diagnosis`` builds a zoo name or ``module.path:factory`` (plain
+builders such as ``fcnprobe.models.hf:segformer_b0`` included) for the
+``python -m fcnprobe.run diagnose`` subcommand (``fcnprobe.run_diagnose``).
 
 Example::
 
