@@ -35,7 +35,7 @@ _LAZY = {
     "run_sweep": "fcnprobe.sweep",
     "effective_receptive_field": "fcnprobe.measure.erf",
     "theoretical_receptive_field": "fcnprobe.measure.receptive",
-    "numeric_receptive_field": "fcnprobe.measure.receptive",
+    "numeric_receptive_field": "fcnprobe.measure.trf_numeric",
     "count_flops": "fcnprobe.measure.flops",
     "latency": "fcnprobe.measure.timing",
     "TimingConfig": "fcnprobe.measure.timing",

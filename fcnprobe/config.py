@@ -16,6 +16,7 @@ from fcnprobe.errors import UsageError
 PRESETS = ("smoke", "quick", "standard", "full", "lrgrid")
 # seconds one cell may run before it becomes a Timeout error record: ~10x the slowest cell seen per preset
 CELL_TIMEOUT_S = {"smoke": 300.0, "quick": 1800.0, "standard": 3600.0, "full": 4 * 3600.0, "lrgrid": 4 * 3600.0}
+MAX_IMAGE_SIZE = 8192  # px; larger is a typo on a CPU box, and the meta path still counts what it can
 MAX_SEEDS = 1000  # more replicates than this is a typo (0-1000000), not a study
 
 
@@ -39,6 +40,9 @@ class RunConfig:
     gpus_per_cell: float = 0.0  # ray num_gpus per cell; 0.25 packs 4 cells per GPU; 0 = 1 on CUDA
     user_models: tuple[str, ...] = ()  # 'module.path:factory' user models; with no --models, only these run
     cell_timeout: float | None = None  # seconds per cell; None = CELL_TIMEOUT_S[preset]; 0 = no limit
+    image_sizes: tuple[int, ...] = ()  # --image-size: input sides (px) for erf, shape contract, cost; () = preset's
+    output: str | None = None  # --output: the part of a dict/tuple/ModelOutput to probe ('out', 'logits', '0')
+    layer: str | None = None  # --layer: probe this submodule's output (forward hook), for non-spatial outputs
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -53,6 +57,9 @@ class RunConfig:
         if self.workers < 0 or self.threads < 0 or self.gpus_per_cell < 0:
             raise UsageError("--workers, --threads and --gpus-per-cell must be >= 0")
         self._check_scale_out()
+        object.__setattr__(self, "image_sizes", tuple(dict.fromkeys(self.image_sizes)))
+        if any(not 1 <= s <= MAX_IMAGE_SIZE for s in self.image_sizes):
+            raise UsageError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} px")
         for path in self.user_models:
             module, _, factory = path.partition(":")
             if not module or not factory:

@@ -10,6 +10,9 @@ every fresh tensor a forward creates (an upper bound on peak activation
 memory). Then growth exponents against resolution (log-log slopes against the
 side) and a short list of findings. ``write_diagnosis`` writes
 ``diagnosis.json`` and ``diagnosis.html`` (Jinja2, autoescaped).
+``build_for_diagnosis`` builds a zoo name or ``module.path:factory`` (plain
+builders such as ``fcnprobe.models.hf:segformer_b0`` included) for the
+``python -m fcnprobe.run diagnose`` subcommand (``fcnprobe.run_diagnose``).
 
 Example::
 
@@ -28,6 +31,24 @@ ERF_INPUTS = 4  # inputs averaged per ERF map at init: enough for coverage to ~1
 LATENCY_MAX_MACS = 20e9  # forwards above this are counted, not timed (~1 s on one slow core)
 STAGE_DEPTH = 2  # modules with at most this many dots in their name form the per-stage table
 FAR_CONTEXT_FRAC = 0.25  # an ERF 50% square below this share of the image flags missing far context
+
+
+def build_for_diagnosis(name: str, image_size: int) -> Any:
+    """A zoo model (dense head where it has one) or a user factory; UsageError (one line) when it cannot build."""
+    from fcnprobe.errors import UsageError
+    from fcnprobe.models import MODELS
+    from fcnprobe.user import build_probe_model, is_user_model, resolve_factory
+    from fcnprobe.utils import default_head, one_line
+
+    if is_user_model(name):
+        resolve_factory(name)  # import errors as one line
+        head = "dense:2"
+    else:
+        head = default_head(MODELS.meta(name)["native"])  # unknown names: the registry's did-you-mean
+    try:
+        return build_probe_model(name, head, image_size)[0]
+    except Exception as exc:  # noqa: BLE001 -- the user's factory: its error is the message
+        raise UsageError(f"model '{name}' does not build ({one_line(exc)})") from None
 
 
 def _selected(model: Any, output: str | int | None, layer: str | None) -> Any:
@@ -146,7 +167,7 @@ def diagnose(model: Any, image_sizes: Sequence[int], output: str | int | None = 
         rows = [_at_size(model, s, output, layer, seed) for s in image_sizes]
         if weights is not None:
             trained = copy.deepcopy(model)
-            trained.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            trained.load_state_dict(_state_dict(weights))
             for r in rows:
                 if "erf_init" in r:
                     r["erf_trained"] = _erf(trained.eval(), r["image_px"], r["in_channels"], output, layer, seed)
@@ -154,6 +175,22 @@ def diagnose(model: Any, image_sizes: Sequence[int], output: str | int | None = 
               "sizes": rows, "slopes": _slopes(rows)}
     result["findings"] = findings(result)
     return result
+
+
+def _state_dict(path: "str | Path") -> dict:
+    """A local state_dict, tensors only (``weights_only=True``); UsageError in one line when it is not one."""
+    import torch
+
+    from fcnprobe.errors import UsageError
+    from fcnprobe.utils import one_line
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- a pickle with code, a truncated file, ...
+        raise UsageError(f"cannot load weights {path} with weights_only=True ({one_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"weights {path} hold a {type(state).__name__}, not a state_dict")
+    return state
 
 
 def _trf_finding(r: dict) -> str:

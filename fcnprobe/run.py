@@ -21,6 +21,7 @@ Examples::
     python -m fcnprobe.run report --out runs/latest    # rebuild runs/latest/index.html from records
     python -m fcnprobe.run compare runs/a runs/b       # deltas, at runs/b/compare/index.html
     python -m fcnprobe.run list
+    python -m fcnprobe.run diagnose mypkg.nets:my_net --image-size 256 --output out --out runs/diag
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from pathlib import Path
 from fcnprobe.config import MAX_SEEDS, PRESETS
 from fcnprobe.errors import RunDirBusy, SweepInterrupted, UsageError, WorkerLost
 
-FIXED_COMMANDS = ("all", "report", "compare", "list")
+FIXED_COMMANDS = ("all", "report", "compare", "list", "diagnose")
 LIGHT_COMMANDS = ("report", "compare")  # need no probe registry (and no torch)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -87,6 +88,10 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--model", action="append", default=[], dest="user_models", metavar="MODULE:FACTORY",
                    help="your own model factory (repeatable); with no --models only these run")
+    p.add_argument("--image-size", type=int, action="append", default=[], dest="image_sizes", metavar="N",
+                   help="input side in px for erf, shape and cost (repeatable; default: the preset's sizes)")
+    p.add_argument("--output", default=None, metavar="KEY", help="which part of a dict/tuple/.logits output to probe")
+    p.add_argument("--layer", default=None, metavar="NAME", help="probe this submodule's output (ERF via a hook)")
     p.add_argument("--executor", default="local", help="local | dask | ray (default: local)")
     p.add_argument("--address", default=None, help="dask scheduler tcp://host:port, or ray auto | ray://host:port")
     p.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs per cell, e.g. 0.25; 0 = 1 on CUDA")
@@ -101,7 +106,7 @@ def build_parser(probes: tuple[str, ...] = ()) -> Parser:
     """The CLI; ``probes`` are the registered probe names that become subcommands."""
     from fcnprobe import __version__
 
-    Parser.commands = ("all", *probes, "report", "compare", "list")
+    Parser.commands = ("all", *probes, "report", "compare", "list", "diagnose")
     parser = Parser(prog="python -m fcnprobe.run", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fcnprobe {__version__}")
@@ -123,6 +128,9 @@ def build_parser(probes: tuple[str, ...] = ()) -> Parser:
     p.add_argument("--out", default=None, help="where to write the comparison (default: RUN_B/compare)")
     _common(p)
     _common(sub.add_parser("list", help="list models, tasks and probes", epilog="example: python -m fcnprobe.run list"))
+    from fcnprobe.run_diagnose import add_parser
+
+    add_parser(sub, _common)
     return parser
 
 
@@ -161,7 +169,8 @@ def _config(args: argparse.Namespace):
                      tasks=tuple(args.tasks), overwrite=args.overwrite,
                      rerun_failed=args.rerun_failed, dry_run=args.dry_run, executor=args.executor,
                      address=args.address, gpus_per_cell=args.gpus_per_cell,
-                     user_models=tuple(args.user_models), cell_timeout=args.cell_timeout)
+                     user_models=tuple(args.user_models), cell_timeout=args.cell_timeout,
+                     image_sizes=tuple(args.image_sizes), output=args.output, layer=args.layer)
 
 
 def _note(text: str) -> None:
@@ -175,7 +184,7 @@ def _check_user_models(paths: tuple[str, ...]) -> None:
     for path in paths:
         problem = factory_problem(path)
         if problem:
-            _note(f"warning: {problem}; its cells will be error records")
+            _note(f"note: {problem}; its training cells will be error records")
 
 
 def _report_failures(summary, cfg) -> None:
@@ -269,7 +278,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"all": cmd_all, "report": cmd_report, "compare": cmd_compare, "list": cmd_list}
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from fcnprobe.run_diagnose import cmd_diagnose as run
+
+    return run(args)
+
+
+HANDLERS = {"all": cmd_all, "report": cmd_report, "compare": cmd_compare, "list": cmd_list,
+            "diagnose": cmd_diagnose}
 
 
 def _fs_error(exc: OSError, argv: list[str]) -> int:

@@ -133,3 +133,37 @@ def test_compare_warns_when_presets_differ(tmp_path, capsys, monkeypatch):
     manifest.write_text(json.dumps(data))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "differ in preset: quick vs smoke" in capsys.readouterr().err
+
+
+def test_diagnose_end_to_end_writes_html_and_json(tmp_path):
+    import json
+
+    from fcnprobe.models import create_model
+
+    torch.save(create_model("fcn", head="dense:4").state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "diag"
+    proc = _cli("diagnose", "fcn", "--image-size", "32", "--image-size", "48", "--weights", str(tmp_path / "w.pt"),
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "diagnosis.json").read_text())
+    assert [r["image_px"] for r in data["sizes"]] == [32, 48]
+    assert all(r["trf_px"] == 13 and r["trf_kind"] == "finite" and "erf_trained" in r for r in data["sizes"])
+    assert data["slopes"]["macs_vs_side"] > 1.9 and data["findings"]
+    assert "13" in (out / "diagnosis.html").read_text()
+
+
+def test_diagnose_bad_input_is_one_line(tmp_path):
+    _one_line_error(_cli("diagnose", "fnc", "--out", str(tmp_path)), "did you mean")
+    _one_line_error(_cli("diagnose", "fcn", "--weights", str(tmp_path / "none.pt"), "--out", str(tmp_path)),
+                    "no weights file")
+    (tmp_path / "bad.pt").write_text("not a state dict")
+    _one_line_error(_cli("diagnose", "fcn", "--weights", str(tmp_path / "bad.pt"), "--out", str(tmp_path)),
+                    "weights_only")
+    _one_line_error(_cli("diagnose", "fcn", "--image-size", "0", "--out", str(tmp_path)), "--image-size")
+
+
+def test_image_size_output_and_layer_flags_reach_the_cells(tmp_path, capsys):
+    code = main(["erf", "--dry-run", "--preset", "smoke", "--models", "fcn", "--image-size", "40",
+                 "--image-size", "72", "--layer", "trunk", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0 and "'image_size': 40" in out and "'image_size': 72" in out and "'layer': 'trunk'" in out

@@ -67,3 +67,25 @@ class NaNNet(TinyFCN):
 def nan_fcn(head: str, in_channels: int = 3, image_size: int = 32,
             width: int | None = None, depth: int | None = None) -> nn.Module:
     return NaNNet(head, in_channels, width or 4, depth or 1)
+
+
+def swallow(**kwargs) -> nn.Module:
+    """Takes ``head`` into **kwargs and ignores it: always 21 dense classes (a segmentation builder's habit)."""
+    return TinyFCN("dense:21", 3, 8, 1)
+
+
+class _DictNet(nn.Module):
+    """torchvision-segmentation style: ``{"out": map, "aux": vector}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.conv(x)
+        return {"out": y, "aux": y.mean((-2, -1))}
+
+
+def dict_out(image_size: int = 32) -> nn.Module:
+    """A plain builder (no head) whose model returns a dict."""
+    return _DictNet()

@@ -18,7 +18,7 @@ from fcnprobe.utils import lazy_exports
 
 _LAZY = {
     "theoretical_receptive_field": "fcnprobe.measure.receptive",
-    "numeric_receptive_field": "fcnprobe.measure.receptive",
+    "numeric_receptive_field": "fcnprobe.measure.trf_numeric",
     "effective_receptive_field": "fcnprobe.measure.erf",
     "ERFResult": "fcnprobe.measure.erf",
     "count_flops": "fcnprobe.measure.flops",

@@ -8,9 +8,16 @@
   ``benchmarks/test_bench_erf.py`` measures the difference). RepLKNet instead
   backpropagates ``relu(y).sum()`` and keeps ``relu(g)``; our HCA numbers are
   comparable with their Table 10 in kind, not digit for digit.
-* ``effective_receptive_field(model, inputs)``: both maps, the numeric TRF
-  support (``fcnprobe.measure.receptive``) and the metrics of
-  ``fcnprobe.analysis.erf.map_metrics``.
+* ``effective_receptive_field(model, inputs)``: both maps, the graph-exact TRF
+  (``fcnprobe.measure.trf_graph``), the numeric support check
+  (``fcnprobe.measure.trf_numeric``) with the verdict ``trf_check``
+  (agree | disagree | n/a, a disagreement also in ``warnings``), and the
+  metrics of ``fcnprobe.analysis.erf.map_metrics``.
+* ``UnitModule(model, output, layer)``: the probed tensor as a plain module, so
+  every check sees the same unit. ``output`` picks a dict key / tuple index /
+  ``.logits``; ``layer`` a submodule's output by forward hook. Zoo models with a
+  non-dense head are probed on ``features`` (their last spatial map); any other
+  module whose output is not spatial is refused with a hint to ``layer``.
 
 Knows nothing of sweeps or records. References: Luo et al., NeurIPS 2016;
 Ding et al. (RepLKNet), CVPR 2022; Araujo et al., Distill 2019.
@@ -20,8 +27,8 @@ Example::
     >>> import torch, fcnprobe
     >>> m = fcnprobe.create_model("fcn")
     >>> r = fcnprobe.effective_receptive_field(m, torch.randn(16, 3, 32, 32))
-    >>> r.metrics["trf_px"], r.metrics["trf_numeric_px"]
-    (13, 13)
+    >>> r.metrics["trf_px"], r.metrics["trf_numeric_px"], r.metrics["trf_check"]
+    (13, 13, 'agree')
 """
 from __future__ import annotations
 
@@ -31,11 +38,45 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fcnprobe.analysis.erf import default_centre, map_metrics, support_box
-from fcnprobe.measure.receptive import centre_unit, numeric_support, support_side, theoretical_receptive_field
+from fcnprobe.analysis.erf import default_centre, map_metrics
+from fcnprobe.measure.outputs import model_device, preserved_mode, probe_tensor
+from fcnprobe.measure.trf_graph import ReceptiveField, graph_receptive_field
+from fcnprobe.measure.trf_numeric import NumericRF, numeric_receptive_field
 from fcnprobe.utils import check_finite
 
-__all__ = ["ERFResult", "effective_receptive_field", "gradient_maps", "rademacher", "unit_centre"]
+__all__ = ["ERFResult", "UnitModule", "centre_unit", "effective_receptive_field", "gradient_maps", "rademacher",
+           "trf_check", "unit_centre"]
+
+
+class UnitModule(nn.Module):
+    """``model`` whose forward returns the probed map: ``output``/``layer``'s tensor, else the default unit map."""
+
+    def __init__(self, model: nn.Module, output: str | int | None = None, layer: str | None = None) -> None:
+        super().__init__()
+        self.model, self.output, self.layer = model, output, layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self.output is None and self.layer is None and _probes_features(m):
+            return m.features(x)
+        y = probe_tensor(m, x, self.output, self.layer)
+        if y.dim() < 3:
+            raise ValueError(f"{type(m).__name__}'s output {tuple(y.shape)} has no spatial unit; "
+                             "name a spatial module with layer= (--layer NAME) or a part with output= (--output KEY)")
+        return y
+
+
+def _probes_features(model: nn.Module) -> bool:
+    """Zoo models with a vector or box head are probed on their trunk's last map (the seed's examples)."""
+    head = str(getattr(getattr(model, "info", None), "head", "dense"))
+    return hasattr(model, "features") and hasattr(model, "receptive_field") and not head.startswith("dense")
+
+
+def centre_unit(unit: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The centre unit's channel vector per sample, (B, K), and the unit map's spatial extent."""
+    fmap = check_finite(unit(x), "forward")  # (B, K, h, w) or (B, K, n) tokens
+    spatial = tuple(fmap.shape[2:])
+    return fmap[(slice(None), slice(None), *(s // 2 for s in spatial))], spatial
 
 
 def rademacher(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -48,7 +89,7 @@ def gradient_maps(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32,
                   generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Mean over inputs of sum_c |g| and of sum_c g^2, each (H, W) float64, and the unit map's (h, w).
 
-    Puts ``model`` in eval mode (BatchNorm must not mix the samples of a batch).
+    Runs ``model`` in eval mode (BatchNorm must not mix the samples of a batch), then restores its flags.
     g is the input gradient of ``sum_k s_k y_k``, the centre unit's K channels
     weighted by random signs s (one draw per input, from ``generator``). Then
     E[g^2] is exactly the squared Jacobian norm ``sum_k (dy_k/dx)^2``
@@ -57,8 +98,14 @@ def gradient_maps(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32,
     direction of a classifier's logits. With one channel, |g| is exact.
     A NaN or inf output or gradient raises ``CellError`` naming the stage.
     """
-    model.eval()
-    dev = next(model.parameters()).device
+    unit = model if isinstance(model, UnitModule) else UnitModule(model)
+    with preserved_mode(unit):
+        return _gradient_maps(unit.eval(), inputs, batch_size, generator)
+
+
+def _gradient_maps(model: nn.Module, inputs: torch.Tensor, batch_size: int,
+                   generator: torch.Generator | None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    dev = model_device(model)
     abs_sum = torch.zeros(inputs.shape[-2:], dtype=torch.float64, device=dev)
     sq_sum, signs, hw = torch.zeros_like(abs_sum), None, (0, 0)
     for i in range(0, len(inputs), batch_size):
@@ -74,8 +121,7 @@ def gradient_maps(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32,
     return (abs_sum / n).cpu().numpy(), (sq_sum / n).cpu().numpy(), hw
 
 
-def unit_centre(unit_hw: tuple[int, int], input_hw: tuple[int, int],
-                support: np.ndarray) -> tuple[float, float]:
+def unit_centre(unit_hw: tuple[int, ...], input_hw: tuple[int, int], num: NumericRF) -> tuple[float, float]:
     """Input position (row, col) of the unit at (h // 2, w // 2).
 
     At input resolution it is (H // 2, W // 2). Otherwise it is the centre of the
@@ -84,9 +130,11 @@ def unit_centre(unit_hw: tuple[int, int], input_hw: tuple[int, int],
     """
     if tuple(unit_hw) == tuple(input_hw):
         return default_centre(input_hw)
-    if not support_side(support)[1]:
-        y0, y1, x0, x1 = support_box(support)
+    if not num.clipped:
+        (y0, y1), (x0, x1) = num.box
         return 0.5 * (y0 + y1), 0.5 * (x0 + x1)
+    if len(unit_hw) != 2:  # a token sequence: no cell geometry to fall back on
+        return default_centre(input_hw)
     return tuple((u // 2 + 0.5) * s / u - 0.5 for u, s in zip(unit_hw, input_hw))
 
 
@@ -101,24 +149,43 @@ class ERFResult:
     metrics: dict  # see fcnprobe.analysis.erf.map_metrics, plus TRF entries and n_inputs
 
 
-def effective_receptive_field(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32,
-                              image_size: int | None = None,
-                              generator: torch.Generator | None = None) -> ERFResult:
-    """ERF of the centre unit of ``model`` over ``inputs`` (B, C, H, W), with TRF checks.
+def trf_check(graph: ReceptiveField, num: NumericRF, input_hw: tuple[int, ...]) -> tuple[str, str | None]:
+    """('agree' | 'disagree' | 'n/a', warning): the graph box clipped to the image against the numeric support."""
+    full = tuple((0, n - 1) for n in input_hw)
+    if graph.kind == "unknown":
+        return "n/a", None
+    want = full if graph.kind == "global" else tuple((max(lo, 0), min(hi, n - 1))
+                                                     for (lo, hi), n in zip(graph.box, input_hw))
+    if tuple(num.box) == want:
+        return "agree", None
+    return "disagree", (f"graph TRF ({graph.kind}, box {want}) and numeric support (box {tuple(num.box)}) "
+                        "disagree")
 
-    ``generator`` (CPU) draws the channel signs of ``gradient_maps``.
-    ``trf_px`` is analytic (None = global), ``trf_numeric_px`` the support side
-    of the linearised copy (clipped to the image; see ``trf_numeric_clipped``)
-    and ``erf_trf_ratio = erf_std_px / trf_px`` (None when global).
+
+def effective_receptive_field(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32,
+                              image_size: int | None = None, generator: torch.Generator | None = None,
+                              output: str | int | None = None, layer: str | None = None) -> ERFResult:
+    """ERF of the centre unit of ``model`` (or of ``output`` / ``layer``) over ``inputs`` (B, C, H, W).
+
+    ``trf_px`` is the graph TRF side (None unless finite; ``trf_kind`` says
+    finite | global | unknown and ``trf_reason`` why), ``trf_numeric_px`` the
+    numeric support side (clipped to the image: ``trf_numeric_clipped``),
+    ``trf_check`` their verdict and ``erf_trf_ratio = erf_std_px / trf_px``.
+    The caller's train/eval flags are restored. ``image_size`` is unused
+    (kept for old callers): the TRF is traced at the inputs' size.
     """
-    size = image_size or inputs.shape[-1]
-    m_abs, m_sq, hw = gradient_maps(model, inputs, batch_size, generator)
-    support, _ = numeric_support(model, inputs.shape[1], inputs.shape[-1])
-    centre = unit_centre(hw, tuple(inputs.shape[-2:]), support)
-    trf = theoretical_receptive_field(model, size)
-    side, clipped = support_side(support)
+    unit = UnitModule(model, output, layer)
+    with preserved_mode(model):
+        m_abs, m_sq, hw = gradient_maps(unit, inputs, batch_size, generator)
+        graph = graph_receptive_field(unit, tuple(inputs.shape[1:])).field
+        num = numeric_receptive_field(unit, tuple(inputs.shape[1:]))
+    hw_in = tuple(inputs.shape[-2:])
+    centre = unit_centre(hw, hw_in, num)
+    check, warning = trf_check(graph, num, hw_in)
+    trf = graph.side_px
     metrics = map_metrics(m_abs, m_sq, centre)
-    metrics.update(trf_px=trf, trf_numeric_px=side, trf_numeric_clipped=clipped, n_inputs=len(inputs),
-                   erf_trf_ratio=None if trf is None else metrics["erf_std_px"] / trf,
+    metrics.update(trf_px=trf, trf_kind=graph.kind, trf_reason=graph.reason, trf_numeric_px=num.side_px,
+                   trf_numeric_clipped=num.clipped, trf_check=check, warnings=[warning] if warning else [],
+                   n_inputs=len(inputs), erf_trf_ratio=None if trf is None else metrics["erf_std_px"] / trf,
                    unit_row_px=centre[0], unit_col_px=centre[1])
-    return ERFResult(m_abs, m_sq, support, centre, metrics)
+    return ERFResult(m_abs, m_sq, num.support, centre, metrics)

@@ -178,7 +178,10 @@ def input_shape(input_size: "int | Sequence[int]", in_channels: int = 3) -> tupl
 
 
 def model_in_channels(model: nn.Module) -> int:
-    """Input channels of the first conv (3 when there is none)."""
+    """Input channels: a zoo/user model's ``info.in_channels`` (also inside a wrapper), else the first conv's, else 3."""
+    info = next((m.info for m in model.modules() if hasattr(getattr(m, "info", None), "in_channels")), None)
+    if info is not None:
+        return int(info.in_channels)
     conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     return conv.in_channels if conv is not None else 3
 

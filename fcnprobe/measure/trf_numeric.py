@@ -113,10 +113,15 @@ def numeric_receptive_field(model: nn.Module, input_size: "int | Sequence[int]",
     shape = input_shape(input_size, model_in_channels(model))
     gen = torch.Generator().manual_seed(seed)
     x = (0.5 + torch.rand(shape, generator=gen, dtype=torch.float64)).requires_grad_(True)  # positive
-    with torch.enable_grad():
-        y = probe_tensor(lin, x, output, layer)  # (B, K, *spatial) or (B, N, K) tokens: centre by index
-        centre = y[(slice(None), slice(None), *(s // 2 for s in y.shape[2:]))] if y.dim() >= 3 else y
-        (g,) = torch.autograd.grad(centre.sum(), x)
+    prev = torch.backends.mha.get_fastpath_enabled()
+    try:  # the fused path reads LayerNorm attributes the copy no longer has
+        torch.backends.mha.set_fastpath_enabled(False)
+        with torch.enable_grad():
+            y = probe_tensor(lin, x, output, layer)  # (B, K, *spatial) or (B, N, K) tokens: centre by index
+            centre = y[(slice(None), slice(None), *(s // 2 for s in y.shape[2:]))] if y.dim() >= 3 else y
+            (g,) = torch.autograd.grad(centre.sum(), x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(prev)
     support = g.abs().sum((0, 1)).numpy()  # (H, W)
     box = _box(support)
     clipped = any(lo == 0 or hi == n - 1 for (lo, hi), n in zip(box, support.shape))

@@ -113,7 +113,10 @@ def measured_category(name: str) -> str | None:
         model = create_model(name, head=default_head(MODELS.meta(name)["native"]))
     except Exception:  # noqa: BLE001 -- a user factory may fail; the catalogue then says nothing
         return None
-    return "fcn" if theoretical_receptive_field(model) is not None else "global_op"
+    try:
+        return "fcn" if theoretical_receptive_field(model) is not None else "global_op"
+    except ValueError:  # UnknownReceptiveField: an op the graph cannot place; the catalogue says nothing
+        return None
 
 
 def list_models(pattern: str = "*") -> list[str]:

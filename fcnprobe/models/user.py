@@ -74,13 +74,52 @@ def _parameters(factory: Callable[..., Any]) -> tuple[set[str], bool] | None:
     return {p.name for p in params}, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def factory_problem(path: str) -> str | None:
-    """Why the cells of this factory will fail before it is even called (None if fine)."""
+HEAD_CONTRACT = ("training probes need a factory taking head='dense:C' (a (B, C, H, W) map), "
+                 "'vector:N' ((B, N)) or 'box' ((B, 4))")
+NO_TRAINING_PROBES = ("erf", "shape (contract)", "cost", "realarch")  # run plain builders, which take no head
+
+
+def is_plain_builder(path: str) -> bool:
+    """True when the factory takes no ``head`` (and no ``**kwargs``): e.g. ``torchvision.models:resnet18``."""
     sig = _parameters(resolve_factory(path))
-    if sig is not None and "head" not in sig[0] and not sig[1]:
-        return (f"model factory '{path}' does not accept 'head'; a factory takes "
-                f"{FACTORY_SIGNATURE} and returns an nn.Module")
+    return sig is not None and "head" not in sig[0] and not sig[1]
+
+
+def factory_problem(path: str) -> str | None:
+    """Why the cells of this factory that need a head will fail before it is even called (None if fine)."""
+    if is_plain_builder(path):
+        return (f"model factory '{path}' does not accept 'head': {HEAD_CONTRACT}; "
+                f"as a plain builder it runs in {', '.join(NO_TRAINING_PROBES)}")
     return None
+
+
+def build_plain(path: str, in_channels: int = 3, image_size: int = 32) -> "nn.Module":
+    """Call a plain builder with the optional arguments it names (``image_size``, ``in_channels``), no head."""
+    import torch.nn as nn
+
+    factory = resolve_factory(path)
+    names = (_parameters(factory) or (set(), False))[0]
+    args = {k: v for k, v in (("image_size", image_size), ("in_channels", in_channels)) if k in names}
+    model = factory(**args)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model factory '{path}' returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def head_mismatch(path: str, model: "nn.Module", head: str, size: int = 32, in_channels: int = 3) -> str | None:
+    """Why ``model`` does not honour ``head`` (a factory that swallowed it into **kwargs), else None."""
+    import torch
+
+    from fcnprobe.measure.outputs import preserved_mode, select_output
+    from fcnprobe.models.heads import parse_head
+
+    want = list(parse_head(head).output_shape(1, size, size))
+    with preserved_mode(model), torch.no_grad():
+        got = list(select_output(model.eval()(torch.zeros(1, in_channels, size, size))).shape)
+    if got == want:
+        return None
+    return (f"model factory '{path}' was asked for head={head!r} ({want} at {size} px) but its model returns "
+            f"{got}: it ignores 'head' (swallowed by **kwargs?); {HEAD_CONTRACT}")
 
 
 def factory_args(path: str, factory: Callable[..., Any], values: dict[str, Any]) -> dict[str, Any]:

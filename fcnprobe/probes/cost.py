@@ -4,10 +4,15 @@ every family as the input grows, plus a same-run sgemm roofline.
 Cells (the ``variant`` says which; neither runs a registered task):
 
 * ``forward`` -- one model x input side ``size`` x ``batch``. Models are built at
-  32 px (their default) and run at ``size``. MACs come from ``fcnprobe.measure.flops``
-  (fvcore + handles, 1 MAC = 2 FLOPs, cross-checked by FlopCounterMode); past
-  the preset's count cap the forward is not run twice for counting and
-  FlopCounterMode on the meta device stands in (``macs_source``). Cells within
+  32 px (their default) and run at ``size`` (``--image-size`` replaces the preset's
+  sizes; plain builders without ``head`` are measured on their own output). One
+  convention in one table (``fcnprobe.measure.flops``): ``macs`` counts the
+  multiply-accumulates of conv, linear, matmul and attention only (1 MAC = 2
+  FLOPs: ``flops``); norms, pooling, resampling and activations are
+  ``other_flops``. The count runs the real forward up to the preset's count cap
+  (``flops_path`` real, fvcore cross-checks: ``flops_fvcore``, ``flops_agree``)
+  and on the meta device above it (``flops_path`` meta: the same counter and
+  convention, shapes only, no cross-check). Cells within
   the time cap are timed with ``torch.utils.benchmark`` (explicit threads,
   warm-up per shape, eval + ``inference_mode``, CUDA synchronised by the timer
   and before it starts): median / IQR / p90 over blocks of back-to-back forwards.
@@ -56,6 +61,8 @@ _COUNTS = [metric("macs", "multiply-adds per forward", "lower"), metric("flops",
            metric("flops_fvcore_stock", "FLOPs (stock fvcore)"), metric("flops_torch_stock",
                                                                         "FLOPs (stock FlopCounterMode)"),
            metric("flops_agree", "fvcore and FlopCounterMode agree"), metric("macs_source", "MACs counted by"),
+           metric("other_flops", "other FLOPs (norms, pooling, resampling, activations)", "lower", unit="FLOPs"),
+           metric("flops_path", "counted on (real | meta)"), metric("built_head", "head the model was built with"),
            metric("unsupported_ops", "ops fvcore skipped", is_array=True),
            metric("uncounted_ops", "ops counted by neither", is_array=True),
            metric("macs_by_op_names", "operators", is_array=True, unit=""),
@@ -88,7 +95,7 @@ class CostSettings:
     sizes_cuda: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)  # on CUDA, where large inputs are affordable
     throughput_batch: int = 8  # the batch besides 1, for samples/s
     throughput_sizes: tuple[int, ...] = (64,)  # sides at which the throughput batch runs (64: the cost table)
-    count_cap_gmacs: float = 3.0  # fvcore counts (two real forwards) up to this; beyond, meta FlopCounterMode
+    count_cap_gmacs: float = 3.0  # real-forward counts (+ fvcore cross-check) up to this; beyond, the meta path
     time_cap_gmacs: float = 3.0  # forwards above this many GMACs are counted, not timed (~0.1 s on 1 core)
     cuda_cap_scale: float = 100.0  # both caps are multiplied by this on CUDA
     warmup: int = 1  # untimed forwards per shape before the clock starts (plus the block-size probe)
@@ -105,6 +112,7 @@ class CostProbe(Probe):
     """Cost vs resolution per family, and the sgemm ceiling; see the module docstring."""
 
     metrics = COST_METRICS
+    version = 2  # 2: one MAC convention, other_flops, flops_path
     variants = (FORWARD, ROOFLINE)
 
     settings_by_preset = {
@@ -112,6 +120,7 @@ class CostProbe(Probe):
                               throughput_batch=4, count_cap_gmacs=1.0, time_cap_gmacs=1.0, block_s=0.002,
                               min_run_time_s=0.02, gemm_n=256, gemm_n_cuda=2048),
         "quick": CostSettings(),
+        "standard": CostSettings(),  # no training: the quick sizes already fit the standard budget
         "full": CostSettings(models=(), sizes=(32, 64, 128, 256, 512, 1024),
                              sizes_cuda=(32, 64, 128, 256, 512, 1024, 2048), throughput_batch=32,
                              throughput_sizes=(64, 256), count_cap_gmacs=200.0, time_cap_gmacs=100.0, warmup=3,
@@ -125,10 +134,12 @@ class CostProbe(Probe):
         cuda = resolve_device(cfg.device).startswith("cuda")
         models = self.model_names(cfg, list(settings.models) or list_models())
         out = [self.variant_cell(NO_TASK, ROOFLINE, seed=s) for s in cfg.seeds]
+        sizes = cfg.image_sizes or (settings.sizes_cuda if cuda else settings.sizes)
+        pick = {} if cfg.output is None else {"output": cfg.output}
         for model in models:
-            for size in settings.sizes_cuda if cuda else settings.sizes:
+            for size in sizes:
                 batches = (1, settings.throughput_batch) if size in settings.throughput_sizes else (1,)
-                out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b)
+                out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b, **pick)
                         for b in batches for s in cfg.seeds]
         return out
 
@@ -140,7 +151,8 @@ class CostProbe(Probe):
             n = _gemm_n(ctx.settings, ctx.device)
             return CellOutput(metrics={"gemm_gflops_per_s": gemm_gflops(n, _timing(ctx.settings), ctx.device),
                                        "gemm_n": n, **machine(ctx.device)})
-        return CellOutput(metrics=measure_forward(cell.model, cell.p["size"], cell.p["batch"], ctx))
+        return CellOutput(metrics=measure_forward(cell.model, cell.p["size"], cell.p["batch"], ctx,
+                                                  cell.p.get("output")))
 
 
 def _timing(settings: CostSettings) -> "TimingConfig":
@@ -157,26 +169,29 @@ def _caps(settings: CostSettings, device: str) -> tuple[float, float]:
     return settings.count_cap_gmacs * scale * 1e9, settings.time_cap_gmacs * scale * 1e9
 
 
-def measure_forward(name: str, size: int, batch: int, ctx: CellContext) -> dict[str, Any]:
+def measure_forward(name: str, size: int, batch: int, ctx: CellContext,
+                    output: str | None = None) -> dict[str, Any]:
     """Every metric of one forward cell (see the module docstring)."""
     from fcnprobe.device import machine
-    from fcnprobe.models import MODELS, create_model
+    from fcnprobe.measure.trf_graph import model_in_channels
+    from fcnprobe.models import MODELS
+    from fcnprobe.user import build_probe_model
 
-    native = MODELS.meta(name)["native"]
-    model = create_model(name, head=default_head(native), in_channels=IN_CHANNELS, image_size=BUILD_SIZE).eval()
+    model, head = build_probe_model(name, default_head(MODELS.meta(name)["native"]), BUILD_SIZE)
+    model.eval()
     base = {"params_count": param_count(model), "pixels": size * size, "build_size": BUILD_SIZE,
-            **machine(ctx.device)}
-    shape = (batch, IN_CHANNELS, size, size)
-    est_flops, failure = _estimate(model, shape, ctx.device)
+            "built_head": head, **machine(ctx.device)}
+    shape = (batch, model_in_channels(model), size, size)
+    _, failure = _estimate(model, shape, ctx.device)  # a model that rejects the size is the finding
     if failure is not None:
         return {**base, **_not_run(failure)}
     model.to(ctx.device)
     count_cap, time_cap = _caps(ctx.settings, ctx.device)
-    counts = _counts(model, shape, est_flops, count_cap, ctx.device)
+    counts = _counts(model, shape, count_cap, ctx.device)
     out = {**base, "forward_ok": True, "error_message": None, "oom": False, **counts}
     if counts["macs"] > time_cap:
         return {**out, **_untimed()}
-    return {**out, **_timed(model, shape, counts["macs"] // batch, ctx)}
+    return {**out, **_timed(model, shape, counts["macs"] // batch, ctx, output)}
 
 
 def _estimate(model: "nn.Module", shape: tuple[int, ...], device: str) -> tuple[int | None, Exception | None]:
@@ -200,33 +215,30 @@ def _estimate(model: "nn.Module", shape: tuple[int, ...], device: str) -> tuple[
         raise meta_exc
 
 
-def _counts(model: "nn.Module", shape: tuple[int, ...], est_flops: int, cap: float, device: str) -> dict:
-    """MAC/FLOP metrics at the cell's batch: fvcore + cross-check within the cap, else meta."""
+def _counts(model: "nn.Module", shape: tuple[int, ...], cap: float, device: str) -> dict:
+    """MAC/FLOP metrics at the cell's batch: one counter and convention, real forward up to ``cap`` MACs, else meta."""
     import torch
 
     from fcnprobe.device import release_cuda
     from fcnprobe.measure.flops import MAC_FLOPS, count_flops
     from fcnprobe.measure.memory import is_oom
 
-    c = None
-    if est_flops / MAC_FLOPS <= cap:
-        try:
-            c = count_flops(model, torch.randn(*shape, device=device))
-        except Exception as exc:  # noqa: BLE001 -- counting runs with grad, so it may OOM where inference fits
-            if not is_oom(exc):
-                raise
-            release_cuda(device)
-    if c is None:
-        return {"macs": est_flops // MAC_FLOPS, "flops": est_flops, "flops_fvcore": None, "flops_torch": est_flops,
-                "flops_fvcore_stock": None, "flops_torch_stock": None, "flops_agree": None,
-                "macs_source": "torch_meta", "unsupported_ops": None, "uncounted_ops": None,
-                "macs_by_op_names": None, "macs_by_op": None}
+    try:
+        c = count_flops(model, torch.randn(*shape, device=device), meta_above_macs=cap)
+    except Exception as exc:  # noqa: BLE001 -- counting runs with grad, so it may OOM where inference fits
+        if not is_oom(exc):
+            raise
+        release_cuda(device)
+        c = count_flops(model, torch.randn(*shape, device=device), meta_above_macs=-1)  # always the meta path
     rows = c.rows()
-    return {"macs": c.macs, "flops": c.flops, "flops_fvcore": c.flops, "flops_torch": c.flops_torch,
-            "flops_fvcore_stock": MAC_FLOPS * c.macs_fvcore_stock, "flops_torch_stock": c.flops_torch_stock,
-            "flops_agree": c.agree, "macs_source": "fvcore", "unsupported_ops": list(c.unsupported),
-            "uncounted_ops": sorted(c.uncounted), "macs_by_op_names": [r[0] for r in rows],
-            "macs_by_op": [r[1] for r in rows]}
+    real = c.path == "real"
+    return {"macs": c.macs, "flops": c.flops, "other_flops": c.other_flops, "flops_path": c.path,
+            "flops_fvcore": MAC_FLOPS * c.macs_fvcore if c.macs_fvcore is not None else None,
+            "flops_torch": c.flops_torch, "flops_torch_stock": c.flops_torch_stock,
+            "flops_fvcore_stock": MAC_FLOPS * c.macs_fvcore_stock if c.macs_fvcore_stock is not None else None,
+            "flops_agree": c.agree, "macs_source": "torch+fvcore" if real else "torch_meta",
+            "unsupported_ops": list(c.unsupported) if real else None, "uncounted_ops": sorted(c.uncounted) if real
+            else None, "macs_by_op_names": [r[0] for r in rows], "macs_by_op": [r[1] for r in rows]}
 
 
 _TIMING_KEYS = ("batch_used", "oom_backoffs", "latency_ms_median", "latency_ms_iqr", "latency_ms_p90",
@@ -243,12 +255,14 @@ def _not_run(exc: Exception) -> dict[str, Any]:
     from fcnprobe.measure.memory import is_oom
 
     keys = ("macs", "flops", "flops_fvcore", "flops_torch", "flops_fvcore_stock", "flops_torch_stock",
-            "flops_agree", "macs_source", "unsupported_ops", "uncounted_ops", "macs_by_op_names", "macs_by_op")
+            "flops_agree", "macs_source", "unsupported_ops", "uncounted_ops", "macs_by_op_names", "macs_by_op",
+            "other_flops", "flops_path")
     return {"forward_ok": False, "error_message": one_line(exc), "oom": is_oom(exc),
             **{k: None for k in keys}, **_untimed()}
 
 
-def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext) -> dict:
+def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx: CellContext,
+           output: str | None = None) -> dict:
     """Latency, memory and roofline at the largest batch <= the cell's that fits in memory."""
     import torch
 
@@ -261,7 +275,7 @@ def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx
 
     def run(batch: int) -> dict:
         x = torch.randn(batch, *shape[1:], device=ctx.device)
-        fn = _forward_fn(model, x)
+        fn = _forward_fn(model, x, output)
         return {**latency(fn, _timing(ctx.settings), ctx.device, reference=gemm),
                 **peak_memory(fn, model, x, ctx.device)}
 
@@ -279,17 +293,18 @@ def _timed(model: "nn.Module", shape: tuple[int, ...], macs_per_sample: int, ctx
             "gemm_gflops_per_s_ref": ceiling}
 
 
-def _forward_fn(model: "nn.Module", x: Any) -> Callable[[], Any]:
-    """One forward under inference_mode; a NaN or inf output is a CellError at stage 'forward'."""
+def _forward_fn(model: "nn.Module", x: Any, output: str | None = None) -> Callable[[], Any]:
+    """One forward under inference_mode; a NaN or inf in the probed output is a CellError at stage 'forward'."""
     import torch
 
+    from fcnprobe.measure.outputs import select_output
     from fcnprobe.utils import check_finite
 
     def fn() -> Any:
         with torch.inference_mode():
             return model(x)
 
-    check_finite(fn(), "forward")
+    check_finite(select_output(fn(), output), "forward")  # a dict / tuple / ModelOutput: the chosen tensor
     return fn
 
 

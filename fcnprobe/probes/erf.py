@@ -7,6 +7,15 @@ measures every family at its default size, with random inits (variant
 context probe's weights when the run has them, else a brief training), and
 fcn / dilated at depths 2..32 (variant ``noise``, ``sweep=depth``).
 
+The TRF is graph-exact (``fcnprobe.measure.trf_graph``: finite, global or
+unknown with the reason) for every model, checked in each cell against the
+numeric gradient support (``trf_check``: agree | disagree | n/a; a
+disagreement is also a line in ``warnings``). ``--image-size`` replaces the
+family size (the size is in each cell's params, so in its id); ``--output`` and
+``--layer`` pick the probed tensor of any ``nn.Module``. Plain builders (no
+``head``) are probed on their own output. User-only runs train nothing unless
+``--tasks`` asks for the trained cell.
+
 Torch is imported inside the functions that run cells, so the declarations
 below can be read without it. References: Luo et al., NeurIPS 2016; Ding et
 al. (RepLKNet), CVPR 2022.
@@ -42,7 +51,11 @@ ERF_METRICS = declare([
     metric("erf_std_px", "ERF std (mean of axes)"), metric("erf_std_y_px", "ERF std, rows"),
     metric("erf_std_x_px", "ERF std, columns"), metric("erf_abs_std_px", "ERF std of |g| map"),
     metric("gauss_sigma_px", "Gaussian fit sigma"), metric("gauss_resid_frac", "Gaussian fit residual", "lower"),
-    metric("trf_px", "TRF side (analytic)"), metric("trf_numeric_px", "TRF side (numeric)"),
+    metric("trf_px", "TRF side (graph; None unless finite)"), metric("trf_kind", "TRF kind (finite|global|unknown)"),
+    metric("trf_reason", "why the TRF is global or unknown"), metric("trf_numeric_px", "TRF side (numeric)"),
+    metric("trf_check", "graph vs numeric TRF (agree|disagree|n/a)"),
+    metric("warnings", "warnings", is_array=True, unit=""), metric("output_key", "probed output part"),
+    metric("layer_name", "probed layer"),
     metric("trf_numeric_clipped", "numeric TRF clipped by the image"), metric("erf_trf_ratio", "ERF std / TRF side"),
     metric("n_inputs", "inputs averaged", unit="count"), metric("unit_row_px", "probed unit row"),
     metric("unit_col_px", "probed unit column"), metric("map_size_px", "input side"),
@@ -106,8 +119,9 @@ def _trained_names(names: list[str], settings: ERFSettings, preset: str) -> list
 class ERFProbe(Probe):
     """ERF and TRF of every family (random inits and trained) and of fcn / dilated against depth."""
 
-    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
+    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": QUICK, "full": FULL}  # no training but brief
     metrics = ERF_METRICS
+    version = 2  # 2: graph TRF, trf_check
     variants = (NOISE,)
 
     def cells(self, cfg, settings: ERFSettings) -> list[Cell]:
@@ -116,14 +130,16 @@ class ERFProbe(Probe):
         names = self.model_names(cfg, list_models())
         noise = self.wants_variant(cfg, NOISE)
         trained = _trained_names(names, settings, cfg.preset) if self.task_names(cfg, [settings.train_task]) else []
+        trained = [n for n in trained if ":" not in n or cfg.tasks]  # user models: no unrequested training
         deep = [n for n in names if n in settings.depth_models] if noise else []
+        pick = {k: v for k, v in (("output", cfg.output), ("layer", cfg.layer)) if v is not None}
         cells = []
         for seed in cfg.seeds:
-            for name in names:
-                base = dict(sweep="family", depth=None, image_size=settings.image_size)  # None: family default
+            for name, size in ((n, s) for n in names for s in cfg.image_sizes or (settings.image_size,)):
+                base = dict(sweep="family", depth=None, image_size=size, **pick)  # depth None: family default
                 cells += [self.variant_cell(name, NOISE, seed, trained=False, init=i, **base)
                           for i in range(settings.n_inits if noise else 0)]
-                if name in trained:
+                if name in trained and not pick:
                     cells.append(Cell.make("erf", name, settings.train_task, seed, trained=True, init=0, **base))
             cells += [self.variant_cell(name, NOISE, seed, sweep="depth", trained=False, init=i, depth=d,
                                         image_size=settings.depth_image_size)
@@ -138,7 +154,10 @@ class ERFProbe(Probe):
 
         model, inputs, extra = _model_and_inputs(cell, ctx)
         signs = torch.Generator().manual_seed(cell.torch_seed)  # CPU: same signs on every device
-        res = effective_receptive_field(model, inputs, ctx.settings.batch_size, generator=signs)
+        out, layer = cell.p.get("output"), cell.p.get("layer")
+        res = effective_receptive_field(model, inputs, ctx.settings.batch_size, generator=signs, output=out,
+                                        layer=layer)
+        extra.update(output_key=out, layer_name=layer)
         info = getattr(model, "info", None)
         extra.update(model_width=getattr(info, "width", None), model_depth=getattr(info, "depth", None),
                      map_size_px=int(inputs.shape[-1]))
@@ -150,15 +169,15 @@ def _model_and_inputs(cell: Cell, ctx: CellContext) -> tuple["nn.Module", Any, d
     """The cell's model, its (N, C, H, W) inputs and the metrics saying where the weights came from."""
     import torch
 
-    from fcnprobe.models import create_model
+    from fcnprobe.user import build_probe_model
 
     s, p = ctx.settings, cell.p
     gen = torch.Generator(device=ctx.device).manual_seed(cell.torch_seed)
     if p["trained"]:
         model, task, extra = _trained_model(cell, ctx)
         return model, task.sample(s.n_inputs, gen).inputs, extra  # inputs from the task it learned
-    model = create_model(cell.model, head=_untrained_head(cell.model), image_size=p["image_size"],
-                         depth=p["depth"]).to(ctx.device)
+    model, _ = build_probe_model(cell.model, _untrained_head(cell.model), p["image_size"], depth=p["depth"])
+    model = model.to(ctx.device)
     n = s.depth_inputs if p["sweep"] == "depth" else s.n_inputs
     inputs = torch.randn(n, _in_channels(model), p["image_size"], p["image_size"],
                          generator=gen, device=ctx.device)  # (N, C, H, W) white noise
@@ -166,8 +185,10 @@ def _model_and_inputs(cell: Cell, ctx: CellContext) -> tuple["nn.Module", Any, d
 
 
 def _in_channels(model: "nn.Module") -> int:
+    from fcnprobe.measure.trf_graph import model_in_channels
+
     info = getattr(model, "info", None)
-    return info.in_channels if info is not None else 3
+    return info.in_channels if info is not None else model_in_channels(model)
 
 
 def _context_record(run_dir, model: str, task: str, seed: int = 0):

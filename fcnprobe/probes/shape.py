@@ -13,7 +13,11 @@ Three kinds of cell (the variant ``contract``, or the task):
   matmuls only); a case over ``max_exec_gflop`` is not run for real (``executed``
   False), except the seed's models, whose printed shapes must come from a real
   forward. ``control_wrong_rank`` is an unregistered, deliberately broken model
-  (rank-3 output) that shows how a wrong rank is recorded.
+  (rank-3 output) that shows how a wrong rank is recorded; it runs with zoo
+  models, never in a user-only run. ``--image-size N`` (repeatable) replaces the
+  preset's sizes with N x N; ``--output KEY`` picks the part of a dict / tuple /
+  ``.logits`` output. A plain builder (a factory without ``head``) runs once per
+  size with head ``none``: its own output shape, no target.
 * ``locate`` -- a box adapter trained on CoordConv's Not-so-Clevr task (Liu et al.,
   NeurIPS 2018) and scored on the held-out positions of one split.
 * ``multi_output`` -- the seed's structured output (findings, two numbers, a box)
@@ -49,6 +53,7 @@ LOCATE_DESIGNS = (("fcn", "gap"), ("fcn", "gmp"), ("fcn", "softargmax"), ("fcn",
                   ("cnn_fc", "direct"), ("attention", "direct"), ("coordconv", "gap"))
 MULTI_DESIGNS = ("fcn_adapters", "cnn_fc_heads", "attention_heads")
 CONTRACT = "contract"  # the variant: no registered task, a forward at one size
+PLAIN_HEAD = "none"  # the head param of a plain builder's cells: built without a head, no target shape
 TASKS = (CONTRACT, "locate", "multi_output")
 
 
@@ -129,8 +134,9 @@ _SMOKE_TRAIN = TrainSettings(steps=2, batch_size=4, width=4, depth=2, eval_count
 SMOKE = ShapeSettings(sizes=((32, 32), (48, 80)), build_size=32, max_exec_gflop=1.0, locate=_SMOKE_TRAIN,
                       multi=_SMOKE_TRAIN, multi_image_size=32,
                       locate_designs=(("fcn", "softargmax"), ("fcn", "heatmap_decode"), ("cnn_fc", "direct")))
+EXEC_GFLOP = 20.0  # real forwards up to here (~0.15 s at 150 GFLOP/s on one core); above, shapes from 'meta'
 QUICK = ShapeSettings(
-    sizes=_ALL_SIZES, build_size=32, max_exec_gflop=1.0, multi_image_size=32,
+    sizes=_ALL_SIZES, build_size=32, max_exec_gflop=EXEC_GFLOP, multi_image_size=32,
     locate=TrainSettings(steps=120, batch_size=16, width=16, depth=4, eval_count=256, log_every=10, timing_min_s=0.1),
     multi=TrainSettings(steps=150, batch_size=32, width=16, depth=4, eval_count=512, log_every=10, timing_min_s=0.1))
 FULL = ShapeSettings(
@@ -148,6 +154,11 @@ def contract_heads(model: str) -> list[str]:
         return [SEED_HEADS[model]]
     if model in CONTROLS:
         return ["box"]
+    if ":" in model:
+        from fcnprobe.user import is_plain_builder
+
+        if is_plain_builder(model):
+            return [PLAIN_HEAD]
     extra = [f"box@{a}" for a in ADAPTERS.names() if a != "gap"] if model == EXTRA_ADAPTER_MODEL else []
     return [*CONTRACT_HEADS, *extra]
 
@@ -158,9 +169,11 @@ class ShapeProbe(Probe):
 
     metrics = SHAPE_METRICS
     variants = (CONTRACT,)
-    version = 2  # 2: linear heads on standardised targets, lr.learning_rate, locate quick width 16
+    # 2: real forwards up to 20 GFLOP, tuple/dict outputs; linear heads on standardised targets,
+    # lr.learning_rate, locate quick width 16
+    version = 2
 
-    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
+    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": QUICK, "full": FULL}
 
     def cells(self, cfg: RunConfig, settings: ShapeSettings) -> list[Cell]:
         from fcnprobe.models import list_models
@@ -180,11 +193,15 @@ class ShapeProbe(Probe):
         return out
 
     def _contract_cells(self, cfg: RunConfig, s: ShapeSettings, models: list[str], seed: int) -> list[Cell]:
-        controls = [c for c in CONTROLS if not cfg.models or any(fnmatch.fnmatchcase(c, p) for p in cfg.models)]
+        user_only = bool(cfg.user_models) and not cfg.models
+        controls = [c for c in CONTROLS if not user_only and
+                    (not cfg.models or any(fnmatch.fnmatchcase(c, p) for p in cfg.models))]
+        base = [(n, n) for n in cfg.image_sizes] or list(s.sizes)
+        pick = {} if cfg.output is None else {"output": cfg.output}
         cells = []
         for m in [*models, *controls]:
-            sizes = list(s.sizes) + ([(SEED_SIZE, SEED_SIZE)] if m in SEED_HEADS else [])
-            cells += [self.variant_cell(m, CONTRACT, seed, head=h, height=hh, width=ww)
+            sizes = base + ([(SEED_SIZE, SEED_SIZE)] if m in SEED_HEADS and not cfg.image_sizes else [])
+            cells += [self.variant_cell(m, CONTRACT, seed, head=h, height=hh, width=ww, **pick)
                       for h in contract_heads(m) for hh, ww in dict.fromkeys(sizes)]
         return cells
 
@@ -207,15 +224,17 @@ def multi_model(design: str) -> str:
 
 def run_contract(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     """Build the cell's model and check one forward at (height, width); never raises on a bad model."""
-    from fcnprobe.models import create_model, parse_head
+    from fcnprobe.models import parse_head
+    from fcnprobe.user import build_probe_model
 
     p, s = cell.p, ctx.settings
     if cell.model in CONTROLS:
         build = lambda: CONTROLS[cell.model](parse_head(p["head"]))  # noqa: E731
     else:
-        build = lambda: create_model(cell.model, head=p["head"], image_size=s.build_size)  # noqa: E731
+        build = lambda: build_probe_model(cell.model, p["head"], s.build_size)[0]  # noqa: E731
     out = check_contract(build, p["head"], p["height"], p["width"], device=ctx.device,
-                         max_exec_gflop=None if cell.model in SEED_HEADS else s.max_exec_gflop)
+                         max_exec_gflop=None if cell.model in SEED_HEADS else s.max_exec_gflop,
+                         output=p.get("output"), in_channels=_in_channels(cell.model))
     out["build_size"] = s.build_size
     if cell.model in SEED_PRINTED:
         claim = SEED_PRINTED[cell.model] if (p["height"], p["width"]) == (SEED_SIZE, SEED_SIZE) else None
@@ -224,10 +243,26 @@ def run_contract(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     return out
 
 
-def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: str) -> dict[str, Any]:
+def _in_channels(name: str) -> int:
+    """3 for the zoo; a user model's first conv decides (a plain builder need not take in_channels)."""
+    if ":" not in name:
+        return 3
+    from fcnprobe.measure.trf_graph import model_in_channels
+    from fcnprobe.user import build_probe_model
+
+    try:
+        return model_in_channels(build_probe_model(name, "dense:2")[0])
+    except Exception:  # noqa: BLE001 -- the build error is recorded by the contract cell itself
+        return 3
+
+
+def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: str,
+             output: str | None = None) -> dict[str, Any]:
     """Build and run once on ``device``; on 'meta' only shapes are computed, and FLOPs are counted."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from fcnprobe.measure.outputs import select_output
 
     res: dict[str, Any] = {"shape": None, "gflop": None, "exc": None, "stage": "build", "finite": None}
     try:
@@ -239,8 +274,7 @@ def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: s
         with torch.inference_mode(), counter:
             y = model(x)
         res["stage"], res["gflop"] = "output", counter.get_total_flops() / 1e9
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"forward returned {type(y).__name__}, not a tensor")
+        y = select_output(y, output)  # a tensor, a dict / tuple / ModelOutput part; ValueError lists the keys
         res["shape"] = list(y.shape)
         res["finite"] = None if device == "meta" else bool(torch.isfinite(y).all())
     except Exception as exc:  # the failure is the finding (e.g. cnn_fc's flatten at another size)
@@ -249,7 +283,8 @@ def _forward(build: Callable[[], "nn.Module"], shape: tuple[int, ...], device: s
 
 
 def check_contract(build: Callable[[], "nn.Module"], head: str, height: int, width: int, in_channels: int = 3,
-                   device: str = "cpu", max_exec_gflop: float | None = None) -> dict[str, Any]:
+                   device: str = "cpu", max_exec_gflop: float | None = None,
+                   output: str | None = None) -> dict[str, Any]:
     """Forward one (1, C, H, W) input; a build or forward error is returned as data.
 
     Every case first runs on the 'meta' device (shapes and FLOPs, no arithmetic).
@@ -262,10 +297,10 @@ def check_contract(build: Callable[[], "nn.Module"], head: str, height: int, wid
     """
     from fcnprobe.models import parse_head
 
-    target = list(parse_head(head).output_shape(1, height, width))
-    meta = _forward(build, (1, in_channels, height, width), "meta")
+    target = None if head == PLAIN_HEAD else list(parse_head(head).output_shape(1, height, width))
+    meta = _forward(build, (1, in_channels, height, width), "meta", output)
     run = meta["exc"] is not None or max_exec_gflop is None or meta["gflop"] <= max_exec_gflop
-    real = _forward(build, (1, in_channels, height, width), device) if run else None
+    real = _forward(build, (1, in_channels, height, width), device, output) if run else None
     res = real or meta
     rec: dict[str, Any] = {"target_shape": target, "executed": run, "forward_gflop": meta["gflop"],
                            "meta_agrees": None if real is None else (real["shape"] == meta["shape"] and
@@ -277,14 +312,15 @@ def check_contract(build: Callable[[], "nn.Module"], head: str, height: int, wid
                 "error_message": one_line(exc).partition(": ")[2], "error_stage": res["stage"], "out_finite": None}
     shape = res["shape"]
     return {**rec, "forward_ok": True, "out_shape": shape, "out_rank": len(shape),
-            "follows_input": len(shape) == 4 and shape[-2:] == [height, width], "matches_target": shape == target,
+            "follows_input": len(shape) == 4 and shape[-2:] == [height, width],
+            "matches_target": None if target is None else shape == target,
             "shape_note": shape_note(shape, target), "error_type": None, "error_message": None, "error_stage": None,
             "out_finite": res["finite"]}
 
 
 def shape_note(shape: list[int], target: list[int]) -> str | None:
     """Why an output is not the target shape, in words; None when it is."""
-    if shape == target:
+    if target is None or shape == target:
         return None
     if len(shape) != len(target):
         kind = "a spatial map" if len(shape) == 4 else f"a rank-{len(shape)} tensor"

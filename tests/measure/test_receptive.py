@@ -47,3 +47,28 @@ def test_seed_models_and_global_families():
 def test_encdec_counts_downs_and_bilinear_ups():
     # stem 3 (J=1) -> s2 +2 (J=2) -> s2 +4 (J=4) -> dec +8 -> up +4 (J=2) -> +4 -> up +2 (J=1) -> +2
     assert fcnprobe.create_model("fcn_encdec", depth=6).receptive_field(32) == 29
+
+
+def test_arbitrary_modules_use_the_graph_int_none_or_unknown():
+    """Not registration order: a strided shortcut registered first is not counted in series."""
+    import torch
+
+    from fcnprobe.measure.receptive import UnknownReceptiveField
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.short = nn.Conv2d(3, 4, 1, stride=2)  # registered first, runs in parallel
+            self.a, self.b = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.short(x) + self.b(nn.functional.relu6(self.a(x)))
+
+    class Flip(nn.Module):
+        def forward(self, x):
+            return torch.flip(x, (-1,))
+
+    assert trf(Res(), 32) == 7  # 3 (J 2) + 2 * 2; walking modules in registration order gave 13
+    assert trf(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Flatten(), nn.LazyLinear(2)), 16) is None
+    with pytest.raises(UnknownReceptiveField, match="flip"):
+        trf(Flip(), 16)

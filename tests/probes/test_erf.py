@@ -10,10 +10,12 @@ import fcnprobe
 from fcnprobe.analysis.erf import axis_std, support_box, trinomial_map, trinomial_variance
 from fcnprobe.config import RunConfig
 from fcnprobe.models import list_models
-from fcnprobe.measure.erf import effective_receptive_field, gradient_maps
-from fcnprobe.measure.receptive import centre_unit as _centre_unit
-from fcnprobe.measure.receptive import numeric_receptive_field, theoretical_receptive_field
-from fcnprobe.probes.erf import _untrained_head
+from fcnprobe.measure.erf import UnitModule, effective_receptive_field, gradient_maps
+from fcnprobe.measure.erf import centre_unit as _centre_unit
+from fcnprobe.measure.receptive import theoretical_receptive_field
+from fcnprobe.measure.trf_graph import graph_receptive_field
+from fcnprobe.measure.trf_numeric import numeric_receptive_field
+from fcnprobe.probes.erf import QUICK, SMOKE, _untrained_head
 from fcnprobe.results import Record, RunStore, load_run
 from fcnprobe.sweep import run_sweep
 
@@ -104,13 +106,65 @@ def test_trf_equals_numerical_support_for_every_family(name):
     torch.manual_seed(0)
     model = fcnprobe.create_model(name, head=_untrained_head(name), image_size=size)
     trf = theoretical_receptive_field(model, size)
-    side, clipped = numeric_receptive_field(model, size)
+    num = numeric_receptive_field(UnitModule(model), size)
     if trf is None:  # global: the support is the whole image
-        assert clipped and side == size
+        assert num.clipped and num.side_px == size
     else:
-        assert (side, clipped) == (trf, False)
+        assert (num.side_px, num.clipped) == (trf, False)
     res = effective_receptive_field(model, torch.randn(2, 3, size, size))
+    assert res.metrics["trf_check"] == "agree" and res.metrics["warnings"] == []
     assert ((res.erf_abs > 0) <= (res.support > 0)).all()  # the real ERF never leaves the TRF
+
+
+_PRESET_CASES = [(n, s) for n in list_models() if not n.startswith("seed_")
+                 for s in sorted({SMOKE.image_size, QUICK.image_size, 64} |
+                                 ({QUICK.depth_image_size} if n in QUICK.depth_models else set()))]
+
+
+@pytest.mark.parametrize("name,size", _PRESET_CASES)
+def test_graph_trf_equals_analytic_for_every_zoo_model(name, size):
+    """The probe's unit (dense output, else the trunk's last map) through the graph walk = ``receptive_field()``."""
+    model = fcnprobe.create_model(name, head=_untrained_head(name), image_size=size)
+    field = graph_receptive_field(UnitModule(model), size).field
+    analytic = model.receptive_field(size)
+    assert field.kind == ("global" if analytic is None else "finite"), field.reason
+    assert field.side_px == analytic
+
+
+def test_disagreement_is_a_recorded_warning(monkeypatch):
+    """A numeric support that differs from the graph box is never silent."""
+    import fcnprobe.measure.erf as erf_mod
+
+    real = erf_mod.numeric_receptive_field
+    monkeypatch.setattr(erf_mod, "numeric_receptive_field", lambda m, s: real(nn.Sequential(nn.Conv2d(1, 1, 1)), s))
+    res = effective_receptive_field(_stack(2), _x(2, 16))
+    assert res.metrics["trf_check"] == "disagree" and "disagree" in res.metrics["warnings"][0]
+    assert res.metrics["trf_px"] == 5
+
+
+def test_non_spatial_output_needs_a_layer_and_mode_is_restored():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).train()
+    with pytest.raises(ValueError, match="layer"):
+        effective_receptive_field(net, torch.randn(2, 3, 16, 16))
+    res = effective_receptive_field(net, torch.randn(2, 3, 16, 16), layer="2")
+    assert res.metrics["trf_px"] == 5 and res.metrics["trf_check"] == "agree" and net.training
+    dict_net = _DictNet()
+    assert effective_receptive_field(dict_net, torch.randn(2, 3, 16, 16), output="out").metrics["trf_px"] == 3
+
+
+class _DictNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        return {"aux": x.mean((2, 3)), "out": self.conv(x)}
+
+
+def test_parameter_free_module():
+    res = effective_receptive_field(nn.AvgPool2d(5, stride=1, padding=2), torch.randn(2, 3, 16, 16))
+    assert res.metrics["trf_px"] == 5 and res.metrics["trf_check"] == "agree"
 
 
 def _randomise_bn(model: nn.Module) -> None:

@@ -73,10 +73,39 @@ def test_wrong_rank_wrong_type_and_build_errors_are_records():
     rank = check_contract(lambda: WrongRank(4), "box", 20, 30)
     assert rank["forward_ok"] and rank["out_shape"] == [1, 4, 20] and rank["out_rank"] == 3
     assert not rank["matches_target"] and "rank 3, expected rank 2" in rank["shape_note"]
-    tup = check_contract(TupleOut, "box", 8, 8)
-    assert tup["error_type"] == "TypeError" and tup["error_stage"] == "output"
+    tup = check_contract(TupleOut, "box", 8, 8)  # a tuple is probed at its first tensor (or --output)
+    assert tup["forward_ok"] and tup["out_shape"] == [1, 3, 8, 8] and not tup["matches_target"]
+    bad = check_contract(TupleOut, "box", 8, 8, output="out")
+    assert bad["error_type"] == "ValueError" and bad["error_stage"] == "output" and "available" in bad["error_message"]
     build = check_contract(_build("fcn", "vector:5@softargmax"), "vector:5", 8, 8)
     assert build["error_type"] == "UsageError" and build["error_stage"] == "build"
+
+
+class DictOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return {"out": self.conv(x), "aux": x.mean()}
+
+
+def test_dict_outputs_and_plain_builders():
+    rec = check_contract(DictOut, "none", 32, 48, output="out")
+    assert rec["forward_ok"] and rec["out_shape"] == [1, 2, 16, 24] and rec["target_shape"] is None
+    assert rec["matches_target"] is None and rec["follows_input"] is False
+
+
+def test_user_only_runs_have_no_control_cells_and_take_image_sizes():
+    from fcnprobe.probes.shape import ShapeProbe
+
+    cfg = RunConfig(preset="smoke", user_models=("tests.user_model_fixture:tiny_fcn",), image_sizes=(40, 96),
+                    tasks=("contract",))
+    cells = ShapeProbe().plan(cfg)
+    assert cells and {c.model for c in cells} == {"tests.user_model_fixture:tiny_fcn"}
+    assert {(c.p["height"], c.p["width"]) for c in cells} == {(40, 40), (96, 96)}
+    zoo = ShapeProbe().plan(RunConfig(preset="smoke", tasks=("contract",)))
+    assert any(c.model == "control_wrong_rank" for c in zoo)
 
 
 def test_meta_only_cases_give_the_same_shape_and_count_flops():
