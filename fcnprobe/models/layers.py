@@ -36,6 +36,11 @@ def conv_stack(cin: int, width: int, dilations: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def narrow_width(width: int, depth: int, reference_depth: int = 6) -> int:
+    """Width that keeps ~ the parameter count of ``reference_depth`` layers at ``depth`` (params ~ depth x width^2)."""
+    return max(4, round(width * (reference_depth / max(depth, 1)) ** 0.5)) if depth > reference_depth else width
+
+
 class AddCoords(nn.Module):
     """Append x and y coordinate channels in [-1, 1] (CoordConv's AddCoords)."""
 
