@@ -19,10 +19,15 @@ def run(tmp_path_factory):
                     tasks=("same_different", "global_cue"))
     summary = run_sweep(["context", "hierarchy"], cfg, progress=False)
     assert summary.failed == 0
-    return RunStore(out).read_records()
+    return out
+
+
+def _records(run):
+    return RunStore(run).read_records()
 
 
 def test_one_record_per_context_cell_and_state(run):
+    run = _records(run)
     ctx = [r for r in run if r.probe == "context"]
     hier = [r for r in run if r.probe == "hierarchy"]
     assert len(hier) == 2 * len(ctx) and {r.params["state"] for r in hier} == {"trained", "init"}
@@ -30,6 +35,7 @@ def test_one_record_per_context_cell_and_state(run):
 
 
 def test_curves_are_consistent(run):
+    run = _records(run)
     for r in (r for r in run if r.probe == "hierarchy"):
         m = r.metrics
         n = m["layers_count"]
@@ -42,6 +48,7 @@ def test_curves_are_consistent(run):
 
 def test_trained_and_init_features_differ(run):
     """The trained state really loads the context weights: its curve differs from the init one."""
+    run = _records(run)
     by = {(r.model, r.task, r.params["state"]): r.metrics["probe_acc_by_layer_frac"] for r in run
           if r.probe == "hierarchy"}
     assert any(by[(m, t, "trained")] != by[(m, t, "init")] for (m, t, s) in by if s == "init")
@@ -54,3 +61,14 @@ def test_read_out_labels_and_types():
     assert (labels == same).all()  # the label is a function of the type: the control is well posed
     with pytest.raises(ValueError, match="no read-out"):
         read_out("shift", batch)
+
+
+def test_report_section_and_claim1_note(run, tmp_path):
+    from fcnprobe.report.data import RunData
+    from fcnprobe.report.evidence import hierarchy_note
+    from fcnprobe.report.sections.hierarchy import hierarchy_section
+
+    data = RunData.load(run)
+    sec = hierarchy_section(data)
+    assert sec is not None and len(sec.figures) == 2 and len(sec.tables) == 1
+    assert "fcn trained on same_different" in hierarchy_note(data)
