@@ -117,5 +117,5 @@ def coordconv(spec, in_channels, image_size, width=None, depth=None):
 @register_model("dilated_deep", family="dilated_deep", category="fcn", lr=CONV_BN_LR)
 def dilated_deep(spec, in_channels, image_size, width=None, depth=None):
     dil = covering_dilations(image_size, depth or DEFAULT_DEPTH)  # TRF >= 2x the image side
-    width = narrow_width(width or DEFAULT_WIDTH, len(dil), DEFAULT_DEPTH)  # parameters near fcn's
+    width = narrow_width(width or DEFAULT_WIDTH, len(dil), depth or DEFAULT_DEPTH)  # parameters near fcn's
     return _build("dilated_deep", spec, in_channels, image_size, width, len(dil), dilations=dil)

@@ -9,10 +9,10 @@ families). ``depth`` counts 3x3 convs: ceil(depth/2) in the encoder.
 * fcn_encdec_deep -- as many levels as it takes for the TRF to reach twice the
   image side (issue 15: a convolution-only net that can see the whole image).
 * fcn_pyramid -- the strided FCN without skips: downsample, then upsample
-  (a plain pyramid, as in the FCN-32s path), TRF at least the image side.
+  (a plain pyramid, as in the FCN-32s path), TRF at least twice the image side.
 
-The deep variants narrow their convs by sqrt(6 / depth), so their parameter
-count stays near the 6-layer fcn's at the same ``width``.
+The deep variants narrow their convs (``layers.narrow_width``), so their parameter
+count stays near fcn's at the same ``width`` and asked ``depth``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from fcnprobe.models.layers import ConvBNReLU, narrow_width
 from fcnprobe.measure.receptive import RF
 
 COVER_FACTOR = 2  # fcn_encdec_deep: TRF >= 2x the image side
-PYRAMID_FACTOR = 1  # fcn_pyramid: TRF >= the image side
+PYRAMID_FACTOR = 2  # fcn_pyramid: TRF >= 2x the image side, so a corner pixel sees the far corner too
 
 
 class EncDecTrunk(nn.Module):
@@ -92,13 +92,15 @@ def fcn_encdec(spec, in_channels, image_size, width=None, depth=None):
 
 @register_model("fcn_encdec_deep", family="fcn_encdec_deep", category="fcn")
 def fcn_encdec_deep(spec, in_channels, image_size, width=None, depth=None):
-    depth = covering_depth(image_size, depth or DEFAULT_DEPTH, COVER_FACTOR)
-    return _build("fcn_encdec_deep", spec, in_channels, image_size, narrow_width(width or DEFAULT_WIDTH, depth),
-                  depth, skips=True)
+    asked = depth or DEFAULT_DEPTH
+    depth = covering_depth(image_size, asked, COVER_FACTOR)
+    width = narrow_width(width or DEFAULT_WIDTH, depth, asked)  # parameters near fcn's at the asked depth
+    return _build("fcn_encdec_deep", spec, in_channels, image_size, width, depth, skips=True)
 
 
 @register_model("fcn_pyramid", family="fcn_pyramid", category="fcn")
 def fcn_pyramid(spec, in_channels, image_size, width=None, depth=None):
-    depth = covering_depth(image_size, depth or DEFAULT_DEPTH, PYRAMID_FACTOR)
-    return _build("fcn_pyramid", spec, in_channels, image_size, narrow_width(width or DEFAULT_WIDTH, depth),
-                  depth, skips=False)
+    asked = depth or DEFAULT_DEPTH
+    depth = covering_depth(image_size, asked, PYRAMID_FACTOR)
+    width = narrow_width(width or DEFAULT_WIDTH, depth, asked)
+    return _build("fcn_pyramid", spec, in_channels, image_size, width, depth, skips=False)

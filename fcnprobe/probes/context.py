@@ -57,6 +57,7 @@ CONTEXT_METRICS = declare([
     metric("acc_beyond_reach_frac", "accuracy beyond reach", "higher"),
     metric("pooled_ceiling_frac", "pooled-local ceiling with zero padding (the zoo's FCNs pad)"),
     metric("pooled_local_ceiling_frac", "pooled-local ceiling without edges"), metric("task_level", "task level"),
+    metric("task_control", "a control task (one pooling op solves it), never verdict evidence"),
     metric("units_count", "independent held-out units (pairs, or images)", unit="count"),
     metric("unit_kind", "what one bootstrap unit is"), metric("max_dist_px", "largest distance the task draws"),
     metric("covers_task", "reach covers every distance of the task"), metric("lr_source", "learning-rate source"),
@@ -291,4 +292,4 @@ def _task_meta(name: str) -> dict[str, Any]:
 
     meta = TASKS.meta(name)
     return {"task_level": meta.get("level"), "pooled_ceiling_frac": meta.get("padded_ceiling"),
-            "pooled_local_ceiling_frac": meta.get("pooled_local_ceiling")}
+            "pooled_local_ceiling_frac": meta.get("pooled_local_ceiling"), "task_control": bool(meta.get("control"))}

@@ -6,9 +6,10 @@ parameter-free pool at the output (a category-``fcn`` model on a vector head);
 ``global_op`` = global pooling, attention or an FC layer inside the network.
 
 Evidence tasks: those whose pooled-local ceiling with zero padding (the task
-meta ``padded_ceiling``, stored as ``pooled_ceiling_frac``) is below 1, i.e.
-aligned_image, same_different and same_different_dense. A task with a ceiling
-of 1 (global_cue, left_of) is a control, shown in figures only.
+meta ``padded_ceiling``, stored as ``pooled_ceiling_frac``) is below 1 and that
+is not marked ``control``: aligned_image, same_different and same_different_dense.
+global_cue (one pooling op solves it) and left_of (padding leaks the order:
+ceiling 1) are controls, shown in figures only.
 
 Intervals (``analysis.stats``): per distance bin, a t interval over per-seed
 accuracies when there are >= 2 seeds, else a bootstrap over the held-out pairs
@@ -90,6 +91,8 @@ def bin_table(run: RunData) -> pd.DataFrame:
     if df.empty or "acc_by_dist_frac" not in df or "pooled_ceiling_frac" not in df:
         return pd.DataFrame()
     df = df[pd.to_numeric(df["pooled_ceiling_frac"], errors="coerce") < 1]
+    if "task_control" in df:
+        df = df[df["task_control"] != True]  # noqa: E712 -- global_cue: one pooling op solves it
     cats, rows = model_categories(run), []
     for (model, task), g in df.groupby(["model", "task"], sort=True):
         rows += _bins_of(run, model, task, g, design(cats.get(model), g.iloc[0].get("param_head", "")))

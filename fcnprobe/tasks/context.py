@@ -151,8 +151,10 @@ class PairedTask(ContextTask):
 # beyond reach of a local model (pixel level: one window; image level: a global pool of windows), without
 # edges (``pooled_local_ceiling``) and with zero padding (``padded_ceiling``; analysis.ceilings). None: no
 # distance-free bound (shift beyond reach is chance, 1/K, but it is a resolution/copy task, not a verdict task).
+# ``control``: global_cue's pixel ceiling is 1/2, but one pooling op solves it (its image-level ceiling is 1),
+# so it is a control, never verdict evidence.
 @register_task("global_cue", kind="dense", distance="to the nearest target pixel", bins="near_cue",
-               level="pixel", pooled_local_ceiling=0.5, padded_ceiling=0.5)
+               level="pixel", pooled_local_ceiling=0.5, padded_ceiling=0.5, control=True)
 class GlobalCue(PairedTask):
     """Dense broadcast of the class of a small target (or 'absent', label 0) to every pixel."""
 
