@@ -2,12 +2,20 @@
 
 For each cell (model, task, image size, shift distance for ``shift``, seed) the
 probe trains the model from scratch on the task's generator with one budget for
-every model (AdamW, the family's learning rate from the registry, never a
-per-task one), scores it on paired held-out samples, bins accuracy by Chebyshev
+every model (AdamW at ``fcnprobe.lr.learning_rate(model, task, preset)``), scores it on paired held-out samples, bins accuracy by Chebyshev
 distance to the cue and derives the *failure distance*: the first bin below the
 midpoint of chance and 1 (``fcnprobe.analysis.context``). The theoretical
 receptive field (TRF) and the task's *reach* for that TRF are recorded beside
 it, so a report can set "where it fails" against "where it must fail".
+
+Every record also keeps the evidence the verdicts need (issue 15): the task's
+level and pooled-local ceilings (from ``TASKS.meta`` only), whether the model's
+reach covers every distance of the task, and ``unit_acc_by_dist`` (an array:
+one row per independent held-out unit, a *pair* for paired tasks, one column per
+distance bin) for bootstrap intervals within one seed. The learning rate comes
+from ``fcnprobe.lr.learning_rate`` and is recorded with its source; the
+engine's convergence fields (still falling, stop reason) are recorded too. The
+``standard`` preset runs its own three seeds when ``--seeds`` is not given.
 
 The trained weights are kept (``weights.pt`` in the cell folder, a state_dict of
 CPU tensors; load with ``torch.load(path, weights_only=True)``), and the cell's
