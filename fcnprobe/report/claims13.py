@@ -288,8 +288,15 @@ def _with_holm(findings: dict[str, Finding]) -> dict[str, tuple[Finding, float |
 
 def claims13(run: RunData, th: Thresholds = Thresholds()) -> dict[str, tuple[Finding, float | None]]:
     """Claim 1 and claim 3 findings with Holm-adjusted p-values (None where not tested)."""
-    bins = bin_table(run)
+    bins = _cached_bins(run)
     return _with_holm({"claim1": claim1_finding(bins, th), "claim3": claim3_finding(bins, th)})
+
+
+def _cached_bins(run: RunData) -> pd.DataFrame:
+    """``bin_table`` once per loaded run: the thresholds move, the intervals do not."""
+    if "_claims13_bins" not in run.__dict__:
+        run.__dict__["_claims13_bins"] = bin_table(run)
+    return run.__dict__["_claims13_bins"]
 
 
 def card(run: RunData, key: str) -> tuple[str, str]:
