@@ -2,7 +2,8 @@
 
 For each cell (model, task, image size, shift distance for ``shift``, seed) the
 probe trains the model from scratch on the task's generator with one budget for
-every model (AdamW at ``fcnprobe.lr.learning_rate(model, task, preset)``), scores it on paired held-out samples, bins accuracy by Chebyshev
+every model (AdamW at ``fcnprobe.lr.learning_rate(model, task, preset)``),
+scores it on paired held-out samples, bins accuracy by Chebyshev
 distance to the cue and derives the *failure distance*: the first bin below the
 midpoint of chance and 1 (``fcnprobe.analysis.context``). The theoretical
 receptive field (TRF) and the task's *reach* for that TRF are recorded beside
@@ -155,6 +156,7 @@ class ContextProbe(Probe):
 
     settings_by_preset = SETTINGS
     metrics = CONTEXT_METRICS
+    version = 2  # 2: learning rate from fcnprobe.lr, per-pair units, task meta ceilings (issue 15)
 
     def cells(self, cfg: RunConfig, settings: ContextSettings) -> list[Cell]:
         from fcnprobe.device import resolve_device

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from fcnprobe.analysis.stats import BEATS_FRACTION, SENSITIVITY, Interval, beats_constant, bootstrap_interval, holm, t_interval
+from fcnprobe.analysis.stats import (BEATS_FRACTION, SENSITIVITY, Interval, beats_constant, bootstrap_interval, holm,
+                                     t_interval)
 from fcnprobe.report.data import RunData, model_categories
 
 SUCCESS_FRACTION = 0.8  # of the headroom above chance: 0.9 at chance 1/2 (the suite's historical 90%)
@@ -185,7 +186,9 @@ def _classify_claim3(rows: pd.DataFrame, glob: pd.DataFrame, th: Thresholds) -> 
     if (rows.ci_lo >= rows.chance.map(lambda c: th.at(c)[0])).all():
         p = max(_one_sided_p(r["values"], th.at(r.chance)[0], "greater") for _, r in rows.iterrows())
         worst = rows.sort_values("ci_lo").iloc[0]
-        return "success", p, f"{rows.iloc[0].model} on {rows.iloc[0].task}: every bin's lower bound ≥ success; worst {describe(worst)}"
+        first = rows.iloc[0]
+        return "success", p, (f"{first.model} on {first.task}: every bin's lower bound ≥ success; worst "
+                              f"{describe(worst)}")
     worst = rows.sort_values("ci_lo").iloc[0]
     return "inconclusive", 1.0, f"{describe(worst)}: straddles the thresholds"
 
@@ -200,7 +203,7 @@ def _combine(outcomes: dict[str, str], order: dict[str, str]) -> str:
 
 
 def claim3_finding(bins: pd.DataFrame, th: Thresholds = Thresholds()) -> Finding:
-    """Do conv-only nets that can see the whole image use far context? (see ``claim3_rule``)."""
+    """Do conv-only nets that can see the whole image use far context? (the rule: ``report.verdicts.claim3``)."""
     if bins.empty:
         return Finding("not measured", 1.0, ["no context records on a task whose pooled-local ceiling is below 1"])
     glob, failed = _gated_global(bins)
@@ -234,12 +237,14 @@ def _claim1_task(rows: pd.DataFrame, glob: pd.DataFrame, th: Thresholds) -> tupl
     best = max(pools.values(), key=lambda r: r.overall.lo)
     txt = lambda r: f"{r.model} {_pct(r.overall.estimate)} [{_pct(r.overall.lo)}, {_pct(r.overall.hi)}]"  # noqa: E731
     if best.overall.lo >= succ:
-        return "fcn_succeeds", _overall_p(best, succ, "greater"), f"{rows.iloc[0].task}: FCN+pool {txt(best)} ≥ {succ:.2f}"
+        ev = f"{rows.iloc[0].task}: FCN+pool {txt(best)} ≥ {succ:.2f}"
+        return "fcn_succeeds", _overall_p(best, succ, "greater"), ev
     good = [g for g in gl.values() if g.overall.lo >= succ]
     if good and all(r.overall.hi < succ for r in pools.values()):
         g = max(good, key=lambda r: r.overall.lo)
         p = max([_overall_p(r, succ, "less") for r in pools.values()] + [_overall_p(g, succ, "greater")])
-        return "fcn_fails", p, (f"{rows.iloc[0].task} (pooled-local ceiling {rows.iloc[0].ceiling:.2f}): every FCN+pool "
+        return "fcn_fails", p, (f"{rows.iloc[0].task} (pooled-local ceiling {rows.iloc[0].ceiling:.2f}): "
+                                f"every FCN+pool "
                                 f"below {succ:.2f} (best {txt(best)}); global-op {txt(g)}")
     return "inconclusive", 1.0, f"{rows.iloc[0].task}: FCN+pool best {txt(best)}; intervals straddle {succ:.2f}"
 

@@ -164,4 +164,5 @@ _METHOD = ("Designs (issue 15): FCN = convolution only (no global pooling, FC la
            "a seed, and evaluated on held-out samples. Accuracy is binned by Chebyshev distance from "
            "the cue; 'within' and 'beyond' split the held-out samples at the model's reach: its TRF "
            "radius for a dense cue, TRF + cue size for a pair of cues. Intervals in the verdicts resample "
-           "held-out pairs (one seed) or use a t interval over seeds. The failure distance is the first bin below the midpoint of chance and 1.")
+           "held-out pairs (one seed) or use a t interval over seeds. The failure distance is the first bin below "
+           "the midpoint of chance and 1.")
