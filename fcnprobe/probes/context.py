@@ -120,23 +120,24 @@ TASKS = ("global_cue", "shift", "same_different", "aligned_image")
 STANDARD_TASKS = TASKS + ("same_different_dense", "left_of_image", "left_of")
 COVERING = ("dilated_deep", "fcn_encdec_deep", "fcn_pyramid")  # conv-only nets whose TRF covers the image
 
-# Step times measured at width 16, batch 16, 32 px, one thread, on a box whose one-thread sgemm ran at
-# 82 GFLOP/s (loaded; the reference is 150): 16-80 ms per step, ~45 ms mean over the standard models and
-# tasks (fcn 35-49, dilated_deep 41-77, fcn_encdec_deep 16-37, cnn_fc 10-18, attention 26-38, fcn_gap 46-62).
+# Step times measured at width 16, batch 16, 32 px, one thread, on a shared box whose one-thread sgemm ran at
+# 44-82 GFLOP/s (the reference is 150): 10-85 ms per step (fcn 35-49, dilated ~35, dilated_deep 41-84,
+# fcn_encdec_deep 16-37, fcn_pyramid 16-40, cnn_fc 10-18, attention 26-38, fcn_gap 46-62); ~300 ms for one
+# step of each of the 8 standard models, ~200 ms for the 5 quick ones. A hierarchy cell costs 0.4-0.9 s.
 SETTINGS = {
     # tests: seconds, not meaning
     "smoke": ContextSettings(models=("fcn", "fcn_gap"), tasks=TASKS, image_sizes=(16,), cuda_image_sizes=(),
                              shift_distances=(0, 1), steps=12, batch_size=8, eval_samples=32, width=8, depth=3,
                              bin_step_px=1, pair_bin_px=4, log_every=4),
-    # the default run, one seed: 5 models x (3 binned tasks x 600 + 3 shift d x 300 steps) = 13.5k steps
-    # ~ 540 core-s at 82 GFLOP/s ~ 300 core-s at the reference: ~2.5 min with --workers 2.
+    # the default run, one seed: (3 binned tasks x 600 + 3 shift d x 300 steps) x ~200 ms for the 5 models
+    # ~ 500 core-s at ~60 GFLOP/s ~ 200 core-s at the reference: ~2 min with --workers 2 (was ~370 core-s).
     "quick": ContextSettings(models=("fcn", "dilated_deep", "cnn_fc", "attention", "fcn_gap"), tasks=TASKS,
                              image_sizes=(32,), cuda_image_sizes=(), shift_distances=(0, 3, 12),
                              steps=600, batch_size=16, eval_samples=1024, width=16, depth=None,
                              bin_step_px=2, pair_bin_px=4, steps_by_task=(("shift", 300),)),
-    # >= 3 seeds, early stopping on a validation plateau (the steps are a maximum): at most 8 models x 3 seeds
-    # x (5 binned tasks x 1200 + 3 shift d x 500 steps) = 180k steps ~ 8.1k core-s at 45 ms ~ 4.4k core-s at
-    # the reference: <= 37 min on 2 cores at full budget (context's share of standard's 90 min is <= 50).
+    # >= 3 seeds, early stopping on a validation plateau (the steps are a maximum): 3 seeds x (5 binned tasks x
+    # 1200 + 3 shift d x 500 steps) x ~300 ms for the 8 models ~ 6.4k core-s at ~60-80 GFLOP/s ~ 3k core-s at
+    # the reference: <= 25-35 min on 2 cores at full budget (context's share of standard's 90 min is <= 50).
     "standard": ContextSettings(models=("fcn", "dilated", *COVERING, "cnn_fc", "attention", "fcn_gap"),
                                 tasks=STANDARD_TASKS, image_sizes=(32,), cuda_image_sizes=(),
                                 shift_distances=(0, 3, 12), steps=1200, batch_size=16, eval_samples=1024, width=16,
