@@ -13,7 +13,9 @@ ceiling 1) are controls, shown in figures only.
 
 Intervals (``analysis.stats``): per distance bin, a t interval over per-seed
 accuracies when there are >= 2 seeds, else a bootstrap over the held-out pairs
-of the one seed (the probe's ``unit_acc_by_dist`` array). Thresholds are
+of the one seed (the probe's ``unit_acc_by_dist`` array); where every unit is right
+(or every one wrong) the bootstrap has zero width, so the exact Clopper-Pearson
+bound for n of n is used instead. Thresholds are
 fractions of the headroom above chance, frozen here before any standard run:
 success = lower bound >= chance + SUCCESS_FRACTION (1 - chance) (0.9 at chance
 1/2), failure = upper bound < chance + FAIL_FRACTION (1 - chance) (0.75).
@@ -71,7 +73,17 @@ def _interval(values: list[float] | np.ndarray, per_seed: bool) -> Interval:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return Interval(math.nan, -math.inf, math.inf, 0, CONFIDENCE, "undefined")
+    if not per_seed and x.size > 1 and np.ptp(x) == 0 and x[0] in (0.0, 1.0):
+        return _clopper_pearson_extreme(x)
     return t_interval(x, CONFIDENCE) if per_seed else bootstrap_interval(x, confidence=CONFIDENCE)
+
+
+def _clopper_pearson_extreme(x: np.ndarray) -> Interval:
+    """Every unit right (or every one wrong): a bootstrap gives zero width; the exact Clopper-Pearson bound
+    for n of n successes, (alpha / 2) ** (1 / n), does not pretend to certainty."""
+    bound = ((1 - CONFIDENCE) / 2) ** (1 / x.size)
+    lo, hi = (bound, 1.0) if x[0] == 1.0 else (0.0, 1 - bound)
+    return Interval(float(x[0]), lo, hi, int(x.size), CONFIDENCE, "clopper-pearson")
 
 
 def _one_sided_p(values: np.ndarray, threshold: float, side: str) -> float:
@@ -190,6 +202,9 @@ def _classify_claim3(rows: pd.DataFrame, glob: pd.DataFrame, th: Thresholds) -> 
         return "success", p, (f"{first.model} on {first.task}: every bin's lower bound ≥ success; worst "
                               f"{describe(worst)}")
     worst = rows.sort_values("ci_lo").iloc[0]
+    task_glob = glob[glob.task == worst.task]
+    if not (task_glob.ci_lo >= task_glob.chance.map(lambda c: th.at(c)[0])).any():
+        return "unsolved", 1.0, f"{worst.task}: no design reached the success threshold in any bin (left out)"
     return "inconclusive", 1.0, f"{describe(worst)}: straddles the thresholds"
 
 
@@ -217,15 +232,21 @@ def claim3_finding(bins: pd.DataFrame, th: Thresholds = Thresholds()) -> Finding
     ps: list[float] = []
     for model, g in cover.groupby("model"):
         results = [_classify_claim3(t, glob, th) for _, t in g.groupby("task")]
+        ev += [r[2] for r in results if r[0] == "unsolved"]
+        results = [r for r in results if r[0] != "unsolved"]
+        if not results:
+            continue
         kinds = [r[0] for r in results]
         pick = next((k for k in ("near_fail", "mid_fail") if k in kinds), None)
         pick = pick or ("success" if all(k == "success" for k in kinds) else "inconclusive")
         per_model[model] = pick
         ev += [r[2] for r in results if r[0] == pick][:1]
         ps.append(max([r[1] for r in results if r[0] == pick], default=1.0))
+    if not per_model:
+        return Finding("not measured", 1.0, list(dict.fromkeys(ev)))
     order = {"near_fail": "supported", "mid_fail": "partly", "success": "not supported"}
     verdict = _combine(per_model, order)
-    return Finding(verdict, max(ps) if verdict != "inconclusive" else 1.0, ev)
+    return Finding(verdict, max(ps) if verdict != "inconclusive" else 1.0, list(dict.fromkeys(ev)))
 
 
 def _claim1_task(rows: pd.DataFrame, glob: pd.DataFrame, th: Thresholds) -> tuple[str, float, str]:
@@ -246,6 +267,8 @@ def _claim1_task(rows: pd.DataFrame, glob: pd.DataFrame, th: Thresholds) -> tupl
         return "fcn_fails", p, (f"{rows.iloc[0].task} (pooled-local ceiling {rows.iloc[0].ceiling:.2f}): "
                                 f"every FCN+pool "
                                 f"below {succ:.2f} (best {txt(best)}); global-op {txt(g)}")
+    if not good and all(r.overall.hi < succ for r in [*pools.values(), *gl.values()]):
+        return "unsolved", 1.0, f"{rows.iloc[0].task}: no design reached {succ:.2f} (best FCN+pool {txt(best)}; left out)"
     return "inconclusive", 1.0, f"{rows.iloc[0].task}: FCN+pool best {txt(best)}; intervals straddle {succ:.2f}"
 
 
@@ -267,6 +290,9 @@ def claim1_finding(bins: pd.DataFrame, th: Thresholds = Thresholds()) -> Finding
         return Finding("not measured", 1.0, ev + [why])
     results = {task: _claim1_task(g, glob, th) for task, g in pools.groupby("task")}
     ev += [r[2] for r in results.values()]
+    results = {t: r for t, r in results.items() if r[0] != "unsolved"}
+    if not results:
+        return Finding("not measured", 1.0, ev)
     order = {"fcn_fails": "supported", "fcn_succeeds": "not supported"}
     verdict = _combine({t: r[0] for t, r in results.items()}, order)
     p = max(r[1] for r in results.values()) if verdict != "inconclusive" else 1.0

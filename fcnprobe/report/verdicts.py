@@ -67,8 +67,9 @@ def claim1(run: RunData) -> tuple[str, str]:
     bootstrap over held-out pairs with one seed): the FCN fails when every FCN+pool upper bound is below the
     success threshold (0.9 at chance 1/2) while a global-op lower bound reaches it; it succeeds when some
     FCN+pool lower bound reaches it. Supported if it fails on every task; not supported if it succeeds on every
-    task; partly if mixed; inconclusive if any interval straddles or the Holm-adjusted p exceeds 0.05; not
-    measured unless a global-op design beats the constant guess on the task. global_cue is a control (one
+    task; partly if mixed; inconclusive if any interval straddles or the Holm-adjusted p exceeds 0.05. A task
+    no design solves (every upper bound below the threshold) is left out; not measured if no task is left or
+    no global-op design beats the constant guess on it. global_cue is a control (one
     pooling op solves it) and no evidence. The hierarchy probe's abstraction depths are listed beside it."""
     verdict, ev = card(run, "claim1")
     return verdict, ev + hierarchy_note(run)
@@ -121,8 +122,8 @@ def claim3(run: RunData) -> tuple[str, str]:
     below half its reach where a global-op design succeeds (lower bound >= 0.9 at chance 1/2); partly if they
     fail only between half their reach and their reach, or if some fail and others succeed; not supported if
     the lower bound of their accuracy is >= 0.9 in every distance bin; inconclusive if intervals straddle or
-    the Holm-adjusted p exceeds 0.05; not measured if no such model ran or no global-op design beat the
-    constant guess. A convolution-only model that does not beat the constant guess still counts: its failure
+    the Holm-adjusted p exceeds 0.05; a task on which no design succeeds in any bin is left out; not measured
+    if no such model ran, no task is left, or no global-op design beat the constant guess. A convolution-only model that does not beat the constant guess still counts: its failure
     is the finding."""
     return card(run, "claim3")
 

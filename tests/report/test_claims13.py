@@ -20,13 +20,23 @@ from fcnprobe.sweep import run_sweep
 from planted import PLANTS, register_plants
 
 
+PLANTED_EVAL = 512  # held-out samples (256 pairs, ~85 per bin): all-right bins then have lower bounds > 0.95
+
+
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory) -> RunData:
+    from fcnprobe.probes.context import SETTINGS
+
     register_plants()
+    patch = pytest.MonkeyPatch()
+    patch.setitem(SETTINGS, "smoke", dataclasses.replace(SETTINGS["smoke"], eval_samples=PLANTED_EVAL))
     out = tmp_path_factory.mktemp("planted") / "run"
     cfg = RunConfig(out=str(out), device="cpu", preset="smoke", workers=1, models=tuple(PLANTS),
                     tasks=("same_different", "aligned_image"))
-    summary = run_sweep(["context"], cfg, progress=False)
+    try:
+        summary = run_sweep(["context"], cfg, progress=False)
+    finally:
+        patch.undo()
     assert summary.failed == 0
     return RunData.load(out)
 
@@ -65,13 +75,14 @@ def test_claim1_reaches_every_verdict(planted_run, want, models):
 def test_evidence_names_numbers_with_intervals(planted_run):
     v = _verdicts(planted_run, "plant_global", "plant_near")
     assert "[50%, 50%]" in v["claim3"].evidence and "n=" in v["claim3"].evidence
+    assert "clopper-pearson" in v["claim3"].evidence  # the global design's all-right bin: an exact bound
     assert "Holm-adjusted p" in v["claim3"].evidence and "claim1, claim3" in v["claim3"].evidence
 
 
 def test_probe_records_carry_pair_units(planted_run):
     rec = next(r for r in planted_run.records if r.model == "plant_near" and r.task == "same_different")
     units = planted_run.array(rec.cell_id, C.UNITS_ARRAY)
-    assert units.shape == (16, len(rec.metrics["dist_bin_lo_px"]))  # 32 held-out samples = 16 pairs
+    assert units.shape == (PLANTED_EVAL // 2, len(rec.metrics["dist_bin_lo_px"]))  # pairs
     assert rec.metrics["unit_kind"] == "pair" and rec.metrics["covers_task"] is True
     per_bin = np.nanmean(units, 0)
     acc = [np.nan if a is None else a for a in rec.metrics["acc_by_dist_frac"]]
@@ -89,6 +100,11 @@ def test_thresholds_follow_chance_and_scale():
     assert (succ, fail) == pytest.approx((0.9, 0.75))
     lo, hi = C.Thresholds().scaled(1.25).at(0.5)
     assert lo == pytest.approx(1.0) and hi == pytest.approx(0.8125)
+
+
+def test_all_right_units_get_an_exact_lower_bound():
+    iv = C._interval(np.ones(72), per_seed=False)
+    assert iv.method == "clopper-pearson" and iv.lo == pytest.approx(0.025 ** (1 / 72)) and iv.hi == 1.0
 
 
 def test_gate_uses_the_lower_bound():
