@@ -120,3 +120,26 @@ def split_at_reach(correct: np.ndarray, dist: np.ndarray, reach: int | None,
     inside = float(c[near].mean()) if near.any() else None
     beyond = float(c[~near].mean()) if (~near).any() else None
     return inside, beyond
+
+
+def unit_bin_accuracy(correct: np.ndarray, dist: np.ndarray, lo: Sequence[int], hi: Sequence[int],
+                      valid: np.ndarray | None = None, paired: bool = False) -> np.ndarray:
+    """(units, bins) mean of ``correct`` per independent unit and distance bin; NaN where a unit has none.
+
+    A unit is one sample (its pixels pooled), or with ``paired`` one held-out pair:
+    samples i and i + n/2 (``PairedTask.heldout``'s layout). Pixels of one image
+    are not independent, so intervals resample units, never pixels.
+    """
+    n = len(correct)
+    c = np.asarray(correct, dtype=float).reshape(n, -1)
+    d = np.asarray(dist).reshape(n, -1)
+    v = np.ones_like(c, dtype=bool) if valid is None else np.asarray(valid, dtype=bool).reshape(n, -1)
+    if paired:
+        half = n // 2
+        c, d, v = (np.concatenate([a[:half], a[half:2 * half]], 1) for a in (c, d, v))
+    out = np.full((len(c), len(lo)), np.nan)
+    for j, (a, b) in enumerate(zip(lo, hi)):
+        sel = v & (d >= a) & (d <= b)
+        k = sel.sum(1)
+        out[k > 0, j] = (c * sel).sum(1)[k > 0] / k[k > 0]
+    return out

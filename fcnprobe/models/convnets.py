@@ -7,6 +7,9 @@
                concatenated back before the head. The cheapest global fix.
 * nonlocal  -- one non-local block (Wang et al. CVPR 2018) mid-trunk.
 * coordconv -- fcn on input + (x, y) coordinate channels (Liu et al. NeurIPS 2018).
+* dilated_deep -- dilated, made as deep as it takes for the TRF to reach twice
+               the image side (``covering_dilations``): a convolution-only net
+               that can see the whole image from every pixel (issue 15).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch.nn as nn
 
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, make_head, register_model, wrap
 from fcnprobe.models.heads import HeadSpec
-from fcnprobe.models.layers import AddCoords, GlobalContext, NonLocalBlock, conv_stack
+from fcnprobe.models.layers import AddCoords, GlobalContext, NonLocalBlock, conv_stack, narrow_width
 from fcnprobe.measure.receptive import chain_rf
 
 YU_KOLTUN_CYCLE = (2, 4, 8, 16)  # the growing part of 1, 1, 2, 4, 8, 16, 1
@@ -25,12 +28,26 @@ YU_KOLTUN_CYCLE = (2, 4, 8, 16)  # the growing part of 1, 1, 2, 4, 8, 16, 1
 CONV_BN_LR = 5e-3
 
 
+COVER_FACTOR = 2  # RF-covering nets: TRF >= 2x the image side, so even a corner pixel sees the far corner
+
+
 def yu_koltun_dilations(depth: int) -> list[int]:
     """1, 1, then 2, 4, 8, 16 (cycled), then a closing 1; truncated for depth < 4."""
     if depth < 4:
         return [1] * depth
     grow = [YU_KOLTUN_CYCLE[i % len(YU_KOLTUN_CYCLE)] for i in range(depth - 3)]
     return [1, 1, *grow, 1]
+
+
+def covering_dilations(image_size: int, min_depth: int, factor: int = COVER_FACTOR) -> list[int]:
+    """The shortest Yu-Koltun schedule of at least ``min_depth`` layers whose TRF is >= factor x image side.
+
+    A 3x3 layer of dilation d adds 2d to the TRF, so the TRF is 1 + 2 * sum(dilations).
+    """
+    depth = max(min_depth, 1)
+    while 1 + 2 * sum(yu_koltun_dilations(depth)) < factor * image_size:
+        depth += 1
+    return yu_koltun_dilations(depth)
 
 
 class FCNTrunk(nn.Module):
@@ -95,3 +112,10 @@ def nonlocal_(spec, in_channels, image_size, width=None, depth=None):
 @register_model("coordconv", family="coordconv", category="fcn", lr=CONV_BN_LR)
 def coordconv(spec, in_channels, image_size, width=None, depth=None):
     return _build("coordconv", spec, in_channels, image_size, width, depth, coords=True)
+
+
+@register_model("dilated_deep", family="dilated_deep", category="fcn", lr=CONV_BN_LR)
+def dilated_deep(spec, in_channels, image_size, width=None, depth=None):
+    dil = covering_dilations(image_size, depth or DEFAULT_DEPTH)  # TRF >= 2x the image side
+    width = narrow_width(width or DEFAULT_WIDTH, len(dil), depth or DEFAULT_DEPTH)  # parameters near fcn's
+    return _build("dilated_deep", spec, in_channels, image_size, width, len(dil), dilations=dil)

@@ -36,6 +36,18 @@ def conv_stack(cin: int, width: int, dilations: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def narrow_width(width: int, depth: int, reference_depth: int = 6, cin: int = 3) -> int:
+    """Width at which ``depth`` 3x3 layers hold about the weights of ``reference_depth`` layers at ``width``.
+
+    Weights: 9 (cin w + (L - 1) w^2); solve that quadratic in w for the reference count and round.
+    """
+    if depth <= reference_depth:
+        return width
+    target = cin * width + (reference_depth - 1) * width ** 2
+    a = depth - 1
+    return max(4, round((-cin + (cin ** 2 + 4 * a * target) ** 0.5) / (2 * a)))
+
+
 class AddCoords(nn.Module):
     """Append x and y coordinate channels in [-1, 1] (CoordConv's AddCoords)."""
 

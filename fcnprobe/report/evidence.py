@@ -9,7 +9,7 @@ import pandas as pd
 from fcnprobe.report.data import RunData
 from fcnprobe.utils import failure_threshold as threshold  # the context probe's rule, shared
 
-__all__ = ["distance_summary", "reach_of", "reach_split", "threshold"]
+__all__ = ["distance_summary", "hierarchy_note", "reach_of", "reach_split", "threshold"]
 
 
 def _as_list(v) -> list:
@@ -70,3 +70,19 @@ def distance_summary(run: RunData, task: str, radius_of: str | None = None) -> p
 def _value(row: pd.Series, key: str, default):
     v = row.get(key)
     return default if v is None or pd.isna(v) else float(v)
+
+
+def hierarchy_note(run: RunData) -> str:
+    """' Hierarchy probe (abstraction depth ...): model a/b trained ...' from the hierarchy records, or ''."""
+    df = run.ok("hierarchy")
+    if df.empty or "abstraction_depth" not in df:
+        return ""
+    parts = []
+    for (model, task, state), g in df.groupby(["model", "task", "param_state"], sort=True):
+        depth = pd.to_numeric(g["abstraction_depth"], errors="coerce").median()
+        n = pd.to_numeric(g["layers_count"], errors="coerce").median()
+        best = pd.to_numeric(g["best_selectivity_frac"], errors="coerce").mean()
+        where = "never" if pd.isna(depth) else f"layer {int(depth) + 1}/{int(n)}"
+        parts.append(f"{model} {state} on {task}: {where}, best selectivity {100 * best:.0f}%")
+    return (" Hierarchy probe (first layer whose linear-probe selectivity reaches 90% of the best; "
+            "evidence beside the verdict, not part of its rule): " + "; ".join(parts) + ".")

@@ -1,10 +1,11 @@
 """One verdict per seed claim, computed from the records by explicit rules.
 
 Each rule is a function whose docstring *is* the rule shown in the report. A
-verdict is one of: supported, partly, not supported, not measured. Thresholds:
-a model "succeeds" on a binned task when every distance bin is at or above
-``SUCCESS`` (0.9); it "fails beyond its TRF" when the mean accuracy of the bins
-beyond its TRF radius is below the midpoint between chance and 1.
+verdict is one of: supported, partly, not supported, inconclusive, not measured.
+Claims 1 and 3 (issue 15) live in ``report.claims13``: one FCN definition
+(category fcn / fcn_pool / global_op), evidence tasks with a pooled-local ceiling
+below 1, 95% intervals, constant-guess gates, Holm over {claim 1, claim 3} and
+the +-25% threshold sensitivity on the card.
 """
 from __future__ import annotations
 
@@ -15,19 +16,13 @@ import pandas as pd
 
 from fcnprobe.analysis.shape import SEED_PRINTED
 from fcnprobe.report.data import RunData, fmt
-from fcnprobe.report.evidence import distance_summary, threshold
+from fcnprobe.report.claims13 import card
+from fcnprobe.report.evidence import hierarchy_note
 
-SUCCESS = 0.9  # min per-bin accuracy for "succeeds at every distance"
 WORSE = 0.10  # relative margin for "worse" in claim 4
-# The experiment's designed pair for claim 1: the plain FCN and the same stack plus one global-average
-# branch. Every other grouping reads the model catalogue's category ('fcn' = convolution only).
-REFERENCE_FCN, ONE_POOL_FCN = "fcn", "fcn_gap"
+# Claim 2's reference FCN with a pooling adapter. Every other grouping reads the model catalogue's category.
+REFERENCE_FCN = "fcn"
 SEED_SHAPES = SEED_PRINTED
-
-
-def _local_variants(run: RunData, present) -> list[str]:
-    """Convolution-only models (category 'fcn') other than the reference, present in ``present``."""
-    return [m for m in run.models_in("fcn") if m != REFERENCE_FCN and m in present]
 
 
 def _global_models(run: RunData, present) -> list[str]:
@@ -63,61 +58,21 @@ def compute_verdicts(run: RunData) -> list[Verdict]:
     return out
 
 
-def _cue(run: RunData) -> pd.DataFrame:
-    s = distance_summary(run, "global_cue")
-    return s.set_index("model") if not s.empty else s
-
-
-def _fails_beyond(row: pd.Series) -> bool:
-    return row.beyond is not None and not pd.isna(row.beyond) and row.beyond < threshold(row.chance)
-
-
-def _untrained(row: pd.Series) -> str | None:
-    """Why a distance verdict cannot be read: the fcn did not learn even inside its TRF."""
-    if row.within is None or pd.isna(row.within) or row.within < SUCCESS:
-        return (f"not measured: fcn reached only {_pct(row.within)} within its own TRF radius (gate: "
-                f"{SUCCESS:.0%}), so this budget cannot tell a reach limit from a failure to learn")
-    return None
-
-
-def _succeeds(row: pd.Series) -> bool:
-    return row.min_acc is not None and row.min_acc >= SUCCESS
-
-
-def _pct(v) -> str:
-    return "—" if v is None or pd.isna(v) else f"{100 * v:.0f}%"
-
-
-def _describe(s: pd.DataFrame, model: str) -> str:
-    r = s.loc[model]
-    trf = "global" if pd.isna(r.trf_px) else f"{int(r.trf_px)} px"
-    return f"{model} (TRF {trf}): min bin {_pct(r.min_acc)}"
-
-
 @rule("claim1", "Claim 1 — hierarchical, global abstraction",
       "FCNs lack an explicit mechanism to aggregate a representation of the whole input.")
 def claim1(run: RunData) -> tuple[str, str]:
-    """On global_cue (is a target of class c anywhere in the image?): not measured unless the plain
-    fcn reaches 90% within its own TRF; not supported if the plain fcn does not fail beyond its TRF;
-    supported if fcn_gap (an FCN plus one global-average branch, no FC layer) also fails beyond the
-    plain fcn's reach; partly if fcn_gap does not (a fully convolutional net needs only one pooling
-    op to abstract globally)."""
-    s, ref = _cue(run), distance_summary(run, "global_cue", radius_of=REFERENCE_FCN)
-    if s.empty or REFERENCE_FCN not in s.index or ONE_POOL_FCN not in s.index:
-        return "not measured", f"needs context-probe records for {REFERENCE_FCN} and {ONE_POOL_FCN} on global_cue."
-    fcn, gap = s.loc[REFERENCE_FCN], ref.set_index("model").loc[ONE_POOL_FCN]
-    ev = (f"global_cue: {REFERENCE_FCN} {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px reach, "
-          f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)}); {ONE_POOL_FCN} {_pct(gap.beyond)} beyond that reach")
-    for m in _global_models(run, s.index):
-        if m != ONE_POOL_FCN:
-            ev += f"; {m} min bin {_pct(s.loc[m].min_acc)}"
-    if _untrained(fcn):
-        return "not measured", ev + f"; {_untrained(fcn)}."
-    if not _fails_beyond(fcn):
-        return "not supported", ev + "."
-    if _fails_beyond(gap):
-        return "supported", ev + "."
-    return "partly", ev + ": the plain stack lacks it, one global-pool branch supplies it."
+    """Image-level tasks whose pooled-local ceiling is below 1 (same_different, aligned_image): does an FCN+pool
+    (a convolution-only net read out through a parameter-free global pool) answer them where global-op designs
+    (fcn_gap, nonlocal, cnn_fc, attention) do? Per task, from 95% intervals of held-out accuracy (t over seeds;
+    bootstrap over held-out pairs with one seed): the FCN fails when every FCN+pool upper bound is below the
+    success threshold (0.9 at chance 1/2) while a global-op lower bound reaches it; it succeeds when some
+    FCN+pool lower bound reaches it. Supported if it fails on every task; not supported if it succeeds on every
+    task; partly if mixed; inconclusive if any interval straddles or the Holm-adjusted p exceeds 0.05. A task
+    no design solves (every upper bound below the threshold) is left out; not measured if no task is left or
+    no global-op design beats the constant guess on it. global_cue is a control (one
+    pooling op solves it) and no evidence. The hierarchy probe's abstraction depths are listed beside it."""
+    verdict, ev = card(run, "claim1")
+    return verdict, ev + hierarchy_note(run)
 
 
 @rule("claim2", "Claim 2 — output shape tied to input shape",
@@ -160,28 +115,17 @@ def _adapter_and_fc_counts(df: pd.DataFrame, global_models: list[str]) -> str:
 @rule("claim3", "Claim 3 — global context is not used",
       "FCNs, even deep or dilated ones, struggle to integrate information across the whole input.")
 def claim3(run: RunData) -> tuple[str, str]:
-    """On global_cue: not measured unless the plain fcn reaches 90% within its own TRF; not
-    supported if the plain fcn does not fail beyond its TRF (accuracy there at or above the
-    midpoint of chance and 1); partly if another convolution-only model (category 'fcn': dilated, fcn_encdec,
-    coordconv) succeeds (90%) at every distance, which it can only do when its TRF covers the
-    image, so the limit is the TRF, not convolution; supported otherwise."""
-    s = _cue(run)
-    if s.empty or REFERENCE_FCN not in s.index:
-        return "not measured", f"needs context-probe records for {REFERENCE_FCN} on global_cue."
-    fcn = s.loc[REFERENCE_FCN]
-    local = _local_variants(run, s.index)
-    parts = [f"fcn {_pct(fcn.within)} within its {fmt(fcn.radius_px)} px TRF radius and "
-             f"{_pct(fcn.beyond)} beyond (chance {_pct(fcn.chance)})"]
-    parts += [_describe(s, m) for m in (*local, *_global_models(run, s.index))]
-    ev = "; ".join(parts)
-    if _untrained(fcn) or fcn.beyond is None or pd.isna(fcn.beyond):
-        return "not measured", ev + f"; {_untrained(fcn) or 'no distance bin lies beyond the fcn TRF'}."
-    if not _fails_beyond(fcn):
-        return "not supported", ev + "."
-    rescued = [m for m in local if _succeeds(s.loc[m])]
-    if rescued:
-        return "partly", ev + f". {', '.join(rescued)} reach every distance without any global op."
-    return "supported", ev + "."
+    """Do conv-only nets that can see the whole image use far context? On the tasks whose pooled-local ceiling is
+    below 1, for every convolution-only model whose reach covers every distance of the task (dilated_deep,
+    fcn_encdec_deep, fcn_pyramid, ...), per distance bin (95% intervals: t over seeds, bootstrap over held-out
+    pairs with one seed): supported if each fails (upper bound below the midpoint of chance and 1) in a bin
+    below half its reach where a global-op design succeeds (lower bound >= 0.9 at chance 1/2); partly if they
+    fail only between half their reach and their reach, or if some fail and others succeed; not supported if
+    the lower bound of their accuracy is >= 0.9 in every distance bin; inconclusive if intervals straddle or
+    the Holm-adjusted p exceeds 0.05; a task on which no design succeeds in any bin is left out; not measured
+    if no such model ran, no task is left, or no global-op design beat the constant guess. A convolution-only model that does not beat the constant guess still counts: its failure
+    is the finding."""
+    return card(run, "claim3")
 
 
 @rule("claim4", "Claim 4 — structured outputs are harder to train",

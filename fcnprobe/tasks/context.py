@@ -45,6 +45,7 @@ from fcnprobe.tasks.base import Batch, Task, register_task
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index: masked pixels
 PALETTE = torch.tensor([[s0, s1, s2] for s0 in (1.0, -1.0) for s1 in (1.0, -1.0) for s2 in (1.0, -1.0)])
 NOISE_STD = 0.25  # per channel, uniform: |noise| <= 0.43 < 0.5, so colours (|v| >= 0.57) never pass for background
+ASYMMETRIC_PAIR_CEILING = 0.75  # analysis.ceilings.asymmetric_pair_ceiling: u(a) + v(b) rules, any K >= 2
 CUE_SIZE = 3  # side of targets, distractors and cues, in pixels
 
 
@@ -131,6 +132,8 @@ class PairedTask(ContextTask):
     share everything but the flag (GlobalCue: the same image without its target; SameDifferent:
     the same positions and first colour), so a model blind to the flag scores exactly 0.5."""
 
+    paired = True  # held-out samples i and i + n/2 form a pair: the bootstrap unit
+
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         flag = torch.rand(n, generator=generator, device=generator.device) < 0.5
         return self._draw(n, flag, generator)
@@ -144,7 +147,14 @@ class PairedTask(ContextTask):
         raise NotImplementedError
 
 
-@register_task("global_cue", kind="dense", distance="to the nearest target pixel", bins="near_cue")
+# Meta for the verdicts (issue 15): ``level`` (pixel | image) and the pooled-local ceilings, the best accuracy
+# beyond reach of a local model (pixel level: one window; image level: a global pool of windows), without
+# edges (``pooled_local_ceiling``) and with zero padding (``padded_ceiling``; analysis.ceilings). None: no
+# distance-free bound (shift beyond reach is chance, 1/K, but it is a resolution/copy task, not a verdict task).
+# ``control``: global_cue's pixel ceiling is 1/2, but one pooling op solves it (its image-level ceiling is 1),
+# so it is a control, never verdict evidence.
+@register_task("global_cue", kind="dense", distance="to the nearest target pixel", bins="near_cue",
+               level="pixel", pooled_local_ceiling=0.5, padded_ceiling=0.5, control=True)
 class GlobalCue(PairedTask):
     """Dense broadcast of the class of a small target (or 'absent', label 0) to every pixel."""
 
@@ -184,8 +194,8 @@ class GlobalCue(PairedTask):
         return chebyshev_to_box(batch.meta["y0"], batch.meta["x0"], CUE_SIZE, self.image_size, self.image_size)
 
 
-@register_task("shift", kind="dense", distance="the shift d (one model per d)", bins="fixed",
-               sweep_param="distance")
+@register_task("shift", kind="dense", distance="the shift d (one model per d; d = 0 is the resolution control)",
+               bins="fixed", sweep_param="distance", level="pixel", pooled_local_ceiling=None, padded_ceiling=None)
 class Shift(ContextTask):
     """Dense copy: the label at (y, x) is the colour class at (y, x + d)."""
 
@@ -217,7 +227,8 @@ class Shift(ContextTask):
         return batch.meta["distance"].view(-1, 1, 1).expand_as(batch.targets)
 
 
-@register_task("same_different", kind="vector", distance="between the two cue centres", bins="uniform")
+@register_task("same_different", kind="vector", distance="between the two cue centres", bins="uniform",
+               level="image", pooled_local_ceiling=pooled_pair_ceiling(8), padded_ceiling=ASYMMETRIC_PAIR_CEILING)
 class SameDifferent(PairedTask):
     """Are two 3x3 cues, at a random centre distance, the same colour? (label 1 = same)."""
 

@@ -199,3 +199,33 @@ def test_settings_are_frozen_and_complete():
         with pytest.raises(dataclasses.FrozenInstanceError):
             s.steps = 1  # type: ignore[misc]
         assert s.steps > 0 and s.batch_size > 0 and s.eval_samples >= 2
+
+
+# -- issue 15 additions ----------------------------------------------------------------
+def test_standard_runs_three_seeds_and_a_covering_fcn():
+    from fcnprobe.probes import PROBES
+
+    std = SETTINGS["standard"]
+    cells = PROBES.get("context").cells(RunConfig(preset="standard", device="cpu"), std)
+    assert {c.seed for c in cells} == {0, 1, 2}
+    user = PROBES.get("context").cells(RunConfig(preset="standard", device="cpu", seeds=(4,)), std)
+    assert {c.seed for c in user} == {4}  # --seeds wins
+    for preset in ("quick", "standard"):
+        s = SETTINGS[preset]
+        covering = [m for m in s.models if MODELS.meta(m)["category"] == "fcn" and
+                    theoretical_receptive_field(create_model(m, width=s.width, depth=s.depth, image_size=32), 32)
+                    >= 2 * 32]
+        assert covering, preset
+        assert {"same_different", "aligned_image"} <= set(s.tasks)
+
+
+def test_records_carry_units_lr_source_and_convergence(smoke_run):
+    _, store = smoke_run
+    for rec in store.read_records():
+        m = rec.metrics
+        assert m["lr_source"] and m["stop_reason"] and "still_falling" in m
+        assert m["task_level"] in ("pixel", "image") and isinstance(m["covers_task"], bool)
+        units = np.load(store.root / rec.arrays["unit_acc_by_dist"])
+        assert units.shape == (m["units_count"], len(m["dist_bin_lo_px"]))
+        if rec.task in ("same_different", "aligned_image", "global_cue"):
+            assert m["unit_kind"] == "pair" and m["units_count"] == SETTINGS["smoke"].eval_samples // 2

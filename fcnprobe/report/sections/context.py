@@ -1,4 +1,14 @@
-"""Report section for the global-context probe: accuracy against cue distance vs the TRF."""
+"""Report section for the global-context probe: accuracy against cue distance vs the TRF.
+
+Per binned task, three views of the same bins: accuracy against distance in px,
+against distance / TRF radius (1 = the edge of what a pixel's TRF holds) and
+against distance / the task's reach (for pair tasks the reach adds the cue size:
+a window holds both objects up to reach). A model whose line stays high right
+of 1 on the reach axis uses context beyond its TRF; the RF-covering conv nets
+(dilated_deep, fcn_encdec_deep, fcn_pyramid) never get right of 1, so for them
+the question is whether they stay high at all (claim 3). ERF-normalised views
+need the erf probe's map of the same trained weights (not yet wired).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +37,43 @@ def bins_frame(df: pd.DataFrame) -> pd.DataFrame:
         for lo, hi, acc in zip(r["dist_bin_lo_px"], r["dist_bin_hi_px"], r["acc_by_dist_frac"]):
             rows.append({"model": r.model, "seed": r.seed, "dist_bin_lo_px": lo, "dist_bin_hi_px": hi,
                          "bin_centre_px": (lo + hi) / 2, "acc_frac": np.nan if acc is None else acc,
-                         "reach_px": reach_of(r), "chance_frac": r.get("chance_frac")})
-    return pd.DataFrame(rows)
+                         "reach_px": reach_of(r), "chance_frac": r.get("chance_frac"),
+                         "trf_radius_px": r.get("trf_radius_px")})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        for col, by in (("dist_over_trf_radius", "trf_radius_px"), ("dist_over_reach", "reach_px")):
+            den = pd.to_numeric(out[by], errors="coerce")
+            out[col] = (out["bin_centre_px"] / den.where(den > 0)).round(3)
+    return out
+
+
+RATIO_AXES = {"dist_over_trf_radius": "distance ÷ TRF radius (1 = edge of the TRF)",
+              "dist_over_reach": "distance ÷ the task's reach (1 = farthest a window holds both ends)"}
+
+
+def _ratio_figure(run: RunData, task: str, x: str) -> F.Figure | None:
+    """Accuracy against distance normalised by each model's TRF radius or reach; global models are left out."""
+    df = run.ok("context", task)
+    if df.empty or "acc_by_dist_frac" not in df:
+        return None
+    data = bins_frame(df).dropna(subset=[x])
+    if data.empty:
+        return None
+    styles = F.StyleMap.from_models(run.df.model)
+    fig, ax = F.new()
+    ax = ax[0][0]
+    F.plot_band(ax, F.seed_band(data, "model", x, "acc_frac"), "model", x, styles,
+                label=lambda m: m.replace("$", r"\$"))
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.axhline(float(df["chance_frac"].mean()), color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set(xlabel=RATIO_AXES[x], ylabel="held-out accuracy (higher is better)", ylim=(0, 1.02))
+    ax.legend(fontsize=7, ncols=2)
+    cap = (f"{task}: the bins of the first figure, with distance divided by each finite-TRF model's "
+           f"{'TRF radius' if x == 'dist_over_trf_radius' else 'reach on this task'} (global models have none and "
+           f"are left out). Right of the dotted line no window holds both ends; a line that stays high there "
+           f"uses context beyond its TRF. Median over seeds, shaded 95% band when several.")
+    return F.render(fig, f"context-{task}-{x.replace('_', '-')}", cap, f"Accuracy against {RATIO_AXES[x]} on {task}",
+                    data)
 
 
 def _distance_figure(run: RunData, task: str) -> F.Figure | None:
@@ -99,6 +144,7 @@ def context_section(run: RunData) -> Section | None:
         fig, tab = _distance_figure(run, task), _summary_table(run, task)
         if fig:
             sec.figures.append(fig)
+        sec.figures += [f for f in (_ratio_figure(run, task, x) for x in RATIO_AXES) if f is not None]
         if tab:
             sec.tables.append((f"{task}: accuracy within and beyond each model's reach (mean over seeds)", tab))
     fig, tab = _shift(run)
@@ -108,10 +154,15 @@ def context_section(run: RunData) -> Section | None:
     return sec
 
 
-_METHOD = ("Every model is trained with AdamW for the same number of steps and batch size per preset "
-           "(one learning rate per family, never tuned per task), on data generated on the fly from "
+_METHOD = ("Designs (issue 15): FCN = convolution only (no global pooling, FC layer or attention anywhere: "
+           "fcn, dilated, fcn_encdec, coordconv and the RF-covering dilated_deep, fcn_encdec_deep, fcn_pyramid); "
+           "FCN+pool = an FCN answering an image-level task through a parameter-free global pool at the output; "
+           "global-op = global pooling, attention or an FC layer inside the network (fcn_gap, nonlocal, cnn_fc, "
+           "attention). Tasks whose pooled-local ceiling is 1 (global_cue, left_of with zero padding) are controls. "
+           "Every model is trained with AdamW for the same number of steps and batch size per preset "
+           "(the learning rate from fcnprobe.lr, recorded with its source per cell), on data generated on the fly from "
            "a seed, and evaluated on held-out samples. Accuracy is binned by Chebyshev distance from "
            "the cue; 'within' and 'beyond' split the held-out samples at the model's reach: its TRF "
-           "radius for a dense cue, TRF + cue size for a pair of cues. The learning rate of the conv+BN "
-           "families (5e-3) was chosen once, by looking at fcn and fcn_gap on global_cue; attention, "
-           "nonlocal and fcn_encdec keep untuned defaults. The failure distance is the first bin below the midpoint of chance and 1.")
+           "radius for a dense cue, TRF + cue size for a pair of cues. Intervals in the verdicts resample "
+           "held-out pairs (one seed) or use a t interval over seeds. The failure distance is the first bin below "
+           "the midpoint of chance and 1.")
