@@ -26,7 +26,7 @@ from fcnprobe.report.threats import threats
 from fcnprobe.report.verdicts import compute_verdicts
 from fcnprobe.results import MANIFEST, TABLE, RunStore
 
-SYMBOLS = {"supported": "✔", "partly": "◐", "not supported": "✘", "not measured": "○"}
+SYMBOLS = {"supported": "✔", "partly": "◐", "not supported": "✘", "inconclusive": "?", "not measured": "○"}
 ENV_KEYS = ("fcnprobe_version", "git_sha", "git_dirty", "python", "torch", "cuda", "device", "device_name",
             "cpu", "torch_threads", "hostname", "timestamp")
 
