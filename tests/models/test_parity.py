@@ -19,9 +19,14 @@ MODELS = ("cnn_fc", "attention", "attention_fullres")
 HEADS = ("dense:4", "dense:5", "vector:2", "box", "box@linear", "vector:2@linear", "box@softargmax",
          "box@heatmap_decode")
 MULTI = {"findings": "vector:4@linear", "params": "vector:2@linear", "box": "box@softargmax"}
-# Preset points where parity with an FC layer of >= MIN_HIDDEN units is impossible; the preset must change.
-KNOWN_GAPS = {(8, 4, 64): "shape/locate quick runs at width 8: cnn_fc (FC >= 64 units) and attention's "
-                          "per-pixel heads cannot reach parity with a 2k-parameter fcn; width 16 fits"}
+# Preset points where parity is impossible for some heads, with the heads it may miss and why.
+# Any other head off by more than TOLERANCE at that point still fails.
+KNOWN_GAPS = {
+    (8, 4, 64): (set(HEADS), "width 8 at 64 px: cnn_fc (FC >= 64 units) and attention's per-pixel heads "
+                             "cannot reach parity with a 2k-parameter fcn; the locate preset runs at width 16"),
+    (16, 4, 64): ({"dense:5"}, "locate's point (64 px) trains box heads only; a 5-class dense cnn_fc head "
+                               "must upsample 4x4 -> 64x64 and exceeds fcn's 1x1 head by ~21%"),
+}
 
 
 def _task_size(name: str) -> int | None:
@@ -73,8 +78,9 @@ def _ratio(name: str, head: str, w: int, d: int, size: int) -> float:
 
 
 def _check(off: dict, point: tuple[int, int, int]) -> None:
-    if off and point in KNOWN_GAPS:
-        pytest.xfail(f"{KNOWN_GAPS[point]}: {off}")
+    heads, why = KNOWN_GAPS.get(point, (set(), ""))
+    if off and set(off) <= heads:
+        pytest.xfail(f"{why}: {off}")
     assert not off, f"outside +-{TOLERANCE:.0%} of fcn at (width, depth, px) = {point}: {off}"
 
 
