@@ -16,6 +16,7 @@ import pandas as pd
 
 from fcnprobe.analysis.difficulty import OUTPUTS
 from fcnprobe.report.data import RunData
+from fcnprobe.results import Record
 
 CONSTS = {"findings_acc_frac": 0.55, "count_mae": 1.3, "size_mae": 0.8, "box_iou_mean": 0.1}
 LRS = (1e-3, 3e-3, 1e-2)
@@ -47,7 +48,8 @@ def records(task: str, designs: list[Design], seeds: int = 3, budget: int = 400,
             for lr, mult in zip(LRS, d.lr_mult):
                 row = {"probe": "difficulty", "status": "ok", "model": d.model, "task": task, "seed": seed,
                        "param_head": d.head, "param_deepsup": d.deepsup, "param_lr": lr, "lr": lr,
-                       "eval_steps": steps.tolist(), "cell_id": f"{d.model}-{d.head}-{seed}-{lr}",
+                       "eval_steps": steps.tolist(),
+                       "cell_id": f"{task}-{d.model}-{d.head}{'-ds' if d.deepsup else ''}-{seed}-{lr}",
                        "loss_steps": steps.tolist(), "loss_curve": np.exp(-steps / (100 * jitter)).tolist()}
                 for out in OUTPUTS[task]:
                     const = CONSTS[out.metric]
@@ -68,3 +70,13 @@ def run_of(df: pd.DataFrame) -> RunData:
     """A RunData over synthetic records; fcn is an FCN, cnn_fc and attention are not."""
     cats = {"fcn": {"category": "fcn"}, "cnn_fc": {"category": None}, "attention": {"category": None}}
     return RunData(Path("."), {"models": cats}, [], df)
+
+
+def as_records(df: pd.DataFrame, provenance: dict) -> list[Record]:
+    """The rows of ``records`` as store records (``param_*`` columns -> params, the rest -> metrics)."""
+    out = []
+    for row in df.to_dict("records"):
+        params = {k[len("param_"):]: row.pop(k) for k in list(row) if k.startswith("param_")}
+        ids = [row.pop(k) for k in ("probe", "model", "task", "seed", "cell_id", "status")]
+        out.append(Record(*ids[:3], params, int(ids[3]), ids[4], metrics=row, provenance=provenance))
+    return out

@@ -1,23 +1,7 @@
-"""Claim 4's verdict, read as difficulty (the lead swaps this ``claim4`` in for the one in ``verdicts.py``).
+"""Claim 4's verdict, read as difficulty: the rule (``RULE``), the per-output comparison and the evidence.
 
-Per scored output (multi_output: findings, count, size, box; locate: box) the best
-FCN design (an FCN-category trunk with any head, without deep supervision, by mean
-held-out gain / headroom) is compared with the best non-FCN design on three
-difficulty metrics (``analysis.difficulty``), each with its 95% interval over seeds:
-
-* steps to target -- FCN *harder* when its interval lies wholly above the other's;
-* learning-rate band -- harder when its interval lies wholly below the other's;
-* seed failure rate -- harder when its interval lies wholly above; it decides only
-  with ``MIN_FAILURE_SEEDS`` (5) seeds or more, and is otherwise reported only.
-
-An output is *harder* when some metric separates towards the FCN being harder and
-none the other way, *easier* in the reverse case, *mixed* when both happen, and
-*overlap* when no metric separates. The comparison of an output counts only when
-both designs beat the constant guess there (the gate); otherwise that output is
-"not measured". The claim is **supported** when every gated output is harder,
-**not supported** when every one is easier, **inconclusive** when none separates,
-**partly** otherwise (mixed across outputs), and **not measured** when no output
-passes the gate. Deep supervision is reported beside the verdict, never in it.
+``RULE`` is the rule's one source: it is the text of the claim 4 card (``verdicts.claim4``) and is
+appended below. The card quotes the cells of the difficulty section's metric table (``cell``) verbatim.
 """
 from __future__ import annotations
 
@@ -25,11 +9,25 @@ import math
 
 import pandas as pd
 
-from fcnprobe.analysis.difficulty import OUTPUTS, difficulty_table
+from fcnprobe.analysis.difficulty import MIN_FAILURE_SEEDS, OUTPUTS, difficulty_table
 from fcnprobe.report.data import RunData, fmt, model_categories
 
 FCN_CATEGORIES = ("fcn",)  # trunks whose every operation is local; fcn_pool / global_op count as others
 METRICS = (("steps", "steps to target", +1), ("band", "learning-rate band", -1), ("fail", "seed failure rate", +1))
+DIGITS = {"final": 3, "steps": 4, "band": 2, "fail": 2}  # significant digits: card and table alike
+RULE = (
+    "Per scored output (multi_output: findings, count, size, box; locate: box), the best FCN design (a trunk of "
+    "category fcn with any head, without deep supervision, by mean held-out gain / headroom) is compared with the "
+    "best other design on three difficulty metrics, each with a 95% interval over seeds: steps to target (the FCN "
+    "is harder when its interval lies wholly above the other's), learning-rate band (harder when wholly below) "
+    f"and seed failure rate (harder when wholly above; it decides only with {MIN_FAILURE_SEEDS} seeds or more). "
+    "An output is harder when some metric separates towards the FCN being harder and none the other way, easier "
+    "in the reverse case, mixed when both happen, and overlap when none separates; it counts only when both "
+    "designs beat the constant guess there. Supported if every counted output is harder; not supported if every "
+    "one is easier; inconclusive if none separates; partly otherwise; not measured if no output counts. Deep "
+    "supervision is reported beside the verdict, never in it. The numbers are the cells of the difficulty "
+    "section's metric table.")
+__doc__ = f"{__doc__}\n{RULE}\n"
 
 
 def tables(run: RunData) -> dict[str, pd.DataFrame]:
@@ -65,11 +63,19 @@ def separation(fcn: pd.Series, other: pd.Series, key: str, harder_sign: int) -> 
     return "harder" if above == (harder_sign > 0) else "easier"
 
 
-def _iv(row: pd.Series, key: str) -> str:
+def interval(row: pd.Series, key: str) -> str:
+    """'value [lo, hi]' of one metric, with ``DIGITS[key]`` significant digits."""
+    d = DIGITS[key]
+    return f"{fmt(row[key], d)} [{fmt(row[f'{key}_lo'], d)}, {fmt(row[f'{key}_hi'], d)}]"
+
+
+def cell(row: pd.Series, key: str) -> str:
+    """The metric table's cell for ``key``: the interval, censored steps, '*' for a non-deciding failure rate."""
+    if key == "steps":
+        return interval(row, key) + f" ({int(row['censored'])} censored)"
     if key == "fail":
-        return f"{fmt(row['fail'], 2)} [{fmt(row['fail_lo'], 2)}, {fmt(row['fail_hi'], 2)}] of {int(row['n_seeds'])}"
-    text = f"{fmt(row[key], 3)} [{fmt(row[f'{key}_lo'], 3)}, {fmt(row[f'{key}_hi'], 3)}]"
-    return text + (f", {int(row['censored'])} censored" if key == "steps" and row["censored"] else "")
+        return interval(row, key) + ("" if row["fail_decides"] else " *")
+    return interval(row, key)
 
 
 def compare_output(rows: pd.DataFrame, fcn_models: set[str]) -> tuple[str, str]:
@@ -79,11 +85,11 @@ def compare_output(rows: pd.DataFrame, fcn_models: set[str]) -> tuple[str, str]:
     if f is None or o is None:
         return "not measured", "needs an FCN design and another design"
     if not (f["beats"] and o["beats"]):
-        who = " and ".join(r["design"] for r in (f, o) if not r["beats"])
-        return "not measured", f"{who} did not beat the constant guess ({fmt(f['const'])})"
+        return "not measured", "; ".join(f"{r['design']} did not beat the constant guess ({fmt(r['const'])})"
+                                         for r in (f, o) if not r["beats"])
     seps = {key: separation(f, o, key, sign) for key, _, sign in METRICS}
-    parts = [f"{label} {_iv(f, key)} vs {_iv(o, key)} ({'FCN ' + seps[key] if seps[key] in ('harder', 'easier') else seps[key]})"
-             for key, label, _ in METRICS]
+    said = {k: "FCN " + v if v in ("harder", "easier") else v for k, v in seps.items()}
+    parts = [f"{label} {cell(f, key)} vs {cell(o, key)} ({said[key]})" for key, label, _ in METRICS]
     found = set(seps.values())
     outcome = ("mixed" if {"harder", "easier"} <= found else "harder" if "harder" in found
                else "easier" if "easier" in found else "overlap")
@@ -114,8 +120,7 @@ def preset_note(run: RunData) -> str:
 
 
 def claim4(run: RunData) -> tuple[str, str]:
-    """Training FCNs for structured outputs is harder: steps to target, LR band and seed failures
-    of the best FCN design against the best other design, per output, with separated intervals."""
+    """(verdict, evidence) by ``RULE``; the evidence quotes the difficulty section's metric table."""
     tabs = tables(run)
     if not tabs:
         return "not measured", "needs difficulty-probe records (trunk x head grid on multi_output and locate)."

@@ -5,7 +5,8 @@ verdict is one of: supported, partly, not supported, inconclusive, not measured.
 Claims 1 and 3 (issue 15) live in ``report.claims13``: one FCN definition
 (category fcn / fcn_pool / global_op), evidence tasks with a pooled-local ceiling
 below 1, 95% intervals, constant-guess gates, Holm over {claim 1, claim 3} and
-the +-25% threshold sensitivity on the card.
+the +-25% threshold sensitivity on the card. Claim 4 (training is harder, read as
+difficulty) lives in ``report.claim4``: this module registers it with that module's ``RULE``.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from typing import Callable
 import pandas as pd
 
 from fcnprobe.analysis.shape import SEED_PRINTED
-from fcnprobe.report.data import RunData, fmt
+from fcnprobe.report.data import RunData
+from fcnprobe.report.claim4 import RULE as CLAIM4_RULE, claim4 as claim4_difficulty
 from fcnprobe.report.claims13 import card
 from fcnprobe.report.evidence import hierarchy_note
 
-WORSE = 0.10  # relative margin for "worse" in claim 4
 # Claim 2's reference FCN with a pooling adapter. Every other grouping reads the model catalogue's category.
 REFERENCE_FCN = "fcn"
 SEED_SHAPES = SEED_PRINTED
@@ -131,42 +132,10 @@ def claim3(run: RunData) -> tuple[str, str]:
 @rule("claim4", "Claim 4 — structured outputs are harder to train",
       "Training FCNs for structured, multi-part outputs is harder than with other designs.")
 def claim4(run: RunData) -> tuple[str, str]:
-    """On multi_output (findings, two numbers, one box; same budget): compare the FCN-trunk
-    design with the best other design per output, counting only outputs that some design learned
-    (beat the constant-guess baseline by more than 10%). Supported if the FCN design is worse by
-    more than 10% (relative) on at least 3 of the learned outputs, or on all of them if fewer
-    than 3 were learned; not supported if it is worse on none; partly otherwise; not measured if
-    no design learned any output."""
-    df = run.ok("shape", "multi_output")
-    metrics = {"findings_f1": True, "count_mae": False, "size_mae": False, "box_iou_mean": True}
-    if df.empty or "param_design" not in df or not set(metrics) <= set(df.columns):
-        return "not measured", "needs shape-probe multi_output records."
-    means = df.groupby("param_design")[list(metrics)].mean()
-    fcn_rows = [d for d in means.index if str(d).startswith("fcn")]
-    if not fcn_rows or len(means) < 2:
-        return "not measured", "needs an FCN design and at least one other."
-    fcn, others = means.loc[fcn_rows[0]], means.drop(index=fcn_rows[0])
-    const = df.groupby("param_design")[[f"{m}_const" for m in metrics if f"{m}_const" in df]].mean().mean()
-    worse, learned, parts, names = 0, 0, [], run.labels
-    for m, higher in metrics.items():
-        best = others[m].max() if higher else others[m].min()
-        top = max(best, fcn[m]) if higher else min(best, fcn[m])
-        if f"{m}_const" in const and _gain(top, const[f"{m}_const"], higher) <= WORSE:
-            parts.append(f"{names.get(m, m)}: no design beat the constant guess ({fmt(const[f'{m}_const'])})")
-            continue
-        learned += 1
-        worse += _gain(best, fcn[m], higher) > WORSE
-        parts.append(f"{names.get(m, m)} {fmt(fcn[m])} vs best other {fmt(best)}")
-    ev = f"{fcn_rows[0]}: " + "; ".join(parts) + f" — worse on {worse}/{learned} learned outputs"
-    if learned == 0:
-        return "not measured", ev + "."
-    verdict = "supported" if worse >= min(3, learned) else "not supported" if worse == 0 else "partly"
-    return verdict, ev + "."
+    return claim4_difficulty(run)
 
 
-def _gain(a: float, b: float, higher: bool) -> float:
-    """Relative amount by which ``a`` is better than ``b``."""
-    return (a - b) / max(abs(b), 1e-9) * (1 if higher else -1)
+claim4.__doc__ = CLAIM4_RULE  # the rule shown on the card; its one source is report.claim4
 
 
 def _example(model: str, n: int):

@@ -1,7 +1,8 @@
-"""The claim 4 card and its table agree: both parsed from the rendered HTML, never from return values.
+"""The claim 4 card and the difficulty section's metric table agree, both parsed from the rendered HTML.
 
-The card's evidence names each output by the table's own header; its numbers must be the ones in
-that column: the FCN design's row, the best other design's row, or the constant-guess row.
+Issue 18: every number on the card equals the table's number for the same design, output and
+metric. The run is written through the real store from difficulty records a real run could produce
+(``tests/difficulty_synth.py``) and rendered by the real builder; nothing is read from return values.
 """
 from __future__ import annotations
 
@@ -10,94 +11,121 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fcnprobe.report.build import build_report
-from fcnprobe.results import Record
 from synthetic_run import PROV, make_run
+from tests.difficulty_synth import Design, as_records, records
 
 QUICK = Path(__file__).resolve().parents[2] / "reports" / "quick"
-CONST_ROW = "constant guess (baseline)"
-METRICS = ("findings_f1", "count_mae", "size_mae", "box_iou_mean")
-# per design and seed: findings_f1, count_mae, size_mae, box_iou_mean; constants shared by all designs
-SCORES = {("fcn_adapters", "fcn"): [(0.70, 0.50, 0.80, 0.70), (0.72, 0.40, 0.76, 0.62)],
-          ("cnn_fc_heads", "cnn_fc"): [(0.69, 0.90, 0.81, 0.20), (0.68, 0.70, 0.79, 0.10)],
-          ("attention_heads", "attention"): [(0.66, 1.10, 0.78, 0.15), (0.70, 1.00, 0.80, 0.17)]}
-CONST = (0.685, 1.2, 0.77, 0.155)
+HEADERS = {"steps to target": "steps to target [CI]", "learning-rate band": "LR band [CI]",
+           "seed failure rate": "seed failures [CI]"}  # card label -> the table column it quotes
+NUMBER = r"-?\d[\d,]*\.?\d*(?:e[-+]?\d+)?"
+PART = re.compile(r"(?:.*?)(\w+)/(\w+) \[([a-z ]+)\]: (.*)$")
+METRIC = re.compile(r"(steps to target|learning-rate band|seed failure rate) (.*) vs (.*) "
+                    r"\((?:FCN harder|FCN easier|overlap|n/a)\)$")
 
 
-def _records() -> list[Record]:
-    out = []
-    for (design, model), seeds in SCORES.items():
-        for seed, vals in enumerate(seeds):
-            metrics = {**dict(zip(METRICS, vals)), **{f"{m}_const": c for m, c in zip(METRICS, CONST)},
-                       "params_count": 1000, "loss_curve": [1.0, 0.5], "loss_steps": [1, 2]}
-            out.append(Record("shape", model, "multi_output", {"design": design}, seed,
-                              f"multi-{design}-{seed}", metrics=metrics, provenance=PROV))
-    return out
+def _run(tmp_path: Path, *frames: pd.DataFrame) -> str:
+    return build_report(make_run(tmp_path, [r for f in frames for r in as_records(f, PROV)])).read_text()
+
+
+def _supported_and_partly() -> list[pd.DataFrame]:
+    locate = records("locate", [Design("fcn", "softargmax", 150.0), Design("fcn", "linear", 300.0),
+                                Design("cnn_fc", "linear", 30.0)])
+    fcn = Design("fcn", "softargmax", {"findings": 30.0, "count": 60.0, "size": 60.0, "box": 200.0}, tau_jitter=0.02)
+    other = Design("cnn_fc", "linear", {"findings": 150.0, "count": 60.0, "size": 60.0, "box": 40.0}, tau_jitter=0.02)
+    ds = Design("fcn", "softargmax", 20.0, deepsup=True)
+    return [locate, records("multi_output", [fcn, other, ds], seeds=5)]
 
 
 def _text(fragment: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
 
 
-def _card_evidence(page: str) -> str:
-    card = page.split('id="claim4"')[1].split("</article>")[0]
+def _card(page: str) -> tuple[str, str]:
+    """(the claim 4 card's evidence, the card's HTML)."""
+    card = page.split('<article class="card" id="claim4">')[1].split("</article>")[0]
     paras = [_text(p) for p in re.findall(r"<p>(.*?)</p>", card, re.S)]
-    return next(p for p in paras if " vs best other " in p or "constant guess" in p)
+    return next(p for p in paras if "/" in p and "[" in p), card
 
 
-def _table(page: str) -> tuple[list[str], dict[str, list[str]]]:
-    """Headers and rows (first cell -> cells) of the multi_output table."""
-    after = page.split("Structured output (multi_output)")[1]
-    table = after[after.index("<table"):after.index("</table>")]
-    headers = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
-    rows = [[_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
-            for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)]
-    return headers, {r[0]: r for r in rows}
+def _tables(page: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(task, design, output) -> header -> cell of the difficulty section's metric tables."""
+    section = page.split('<section id="difficulty">')[1].split("</section>")[0]
+    out = {}
+    for cap, table in re.findall(r'<p class="tcap">(.*?)</p>\s*<div[^>]*>(.*?)</div>', section, re.S):
+        task = _text(cap).split(":")[0]
+        if "difficulty metrics" not in _text(cap):
+            continue
+        headers = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
+        for tr in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S):
+            row = dict(zip(headers, (_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S))))
+            out[(task, row["design"], row["output"])] = row
+    return out
+
+
+def _same(card_text: str, cell: str) -> int:
+    """Assert the card's text quotes the table cell number for number; returns how many numbers."""
+    got, want = re.findall(NUMBER, card_text), re.findall(NUMBER, cell)
+    assert got == want and card_text == cell, (card_text, cell)
+    return len(got)
 
 
 def _check(page: str) -> int:
     """Assert every number on the card is its table's; returns how many numbers were checked."""
-    evidence, (headers, rows) = _card_evidence(page), _table(page)
-    fcn_design, rest = evidence.split(": ", 1)
-    others = [k for k in rows if k not in (fcn_design, CONST_ROW)]
+    evidence, tables = _card(page)[0], _tables(page)
     checked = 0
-    for part in rest.split(" — ")[0].split("; "):
-        label = max((h for h in headers if part.startswith(h)), key=len)  # the card names the column
-        j, higher = headers.index(label), "higher is better" in label
-        nums = re.findall(r"-?\d[\d,]*\.?\d*(?:e[-+]?\d+)?", part[len(label):])
-        if "constant guess" in part:
-            assert nums[-1] == rows[CONST_ROW][j], (part, rows[CONST_ROW])
-            checked += 1
+    for chunk in evidence.rstrip(".").split(" | "):
+        task, output, outcome, rest = PART.match(chunk).groups()
+        if outcome == "not measured":
+            for design, const in re.findall(r"(\S+) did not beat the constant guess \((.*?)\)", rest):
+                row = tables[(task, design, output)]
+                checked += _same(const, row["constant guess"])
+                assert row["beats constant"] == "no", row
             continue
-        mine, best = re.match(r"\s*(\S+) vs best other (\S+)", part[len(label):]).groups()
-        values = {k: float(rows[k][j].replace(",", "")) for k in others}
-        top = (max if higher else min)(values, key=values.get)
-        assert mine == rows[fcn_design][j] and best == rows[top][j], (part, rows[fcn_design][j], rows[top][j])
-        checked += 2
+        designs, metrics = rest.split(": ", 1)
+        fcn, other = designs.split(" vs ")
+        for part in metrics.split("; "):
+            label, mine, theirs = METRIC.match(part).groups()
+            checked += _same(mine, tables[(task, fcn, output)][HEADERS[label]])
+            checked += _same(theirs, tables[(task, other, output)][HEADERS[label]])
     return checked
 
 
-def test_card_numbers_equal_the_table_over_several_seeds(tmp_path):
-    page = build_report(make_run(tmp_path, _records())).read_text()
-    assert _check(page) >= 4
-    headers, rows = _table(page)
-    # the seed mean, from the closed form, and the constant-guess row as written
-    assert rows["fcn_adapters"][headers.index("count error (MAE, lower is better)")] == "0.45"
-    assert rows[CONST_ROW][headers.index("findings F1 (higher is better)")] == "0.685"
+def test_card_numbers_equal_the_table(tmp_path):
+    page = _run(tmp_path, *_supported_and_partly())
+    evidence, card = _card(page)
+    assert evidence.startswith("partly over 5 outputs") and "locate/box [harder]" in evidence
+    assert _check(page) >= 5 * 3 * 2 * 3  # 5 outputs x 3 metrics x 2 designs x (value, lo, hi)
+    assert 'href="#difficulty"' in card  # the card links to the section that holds the table
+    assert "difficulty section's metric table" in _text(card)  # the rule, from report.claim4.RULE
+
+
+def test_card_quotes_the_constant_guess_when_a_design_does_not_learn(tmp_path):
+    page = _run(tmp_path, records("locate", [Design("fcn", "softargmax", 50.0),
+                                             Design("cnn_fc", "linear", 50.0, gain_frac=0.02)]))
+    assert "did not beat the constant guess" in _card(page)[0]
+    assert _check(page) >= 1
 
 
 def test_card_numbers_equal_the_table_on_the_quick_sample(tmp_path):
     if not (QUICK / "manifest.json").exists():
         pytest.skip("reports/quick is not in this checkout")
     root = tmp_path / "run"
-    shutil.copytree(QUICK, root, ignore=shutil.ignore_patterns("index.html", "figures", "*.png"))
-    assert _check(build_report(root).read_text()) >= 2
+    shutil.copytree(QUICK, root, ignore=shutil.ignore_patterns("index.html", "figures", "*.png", "*.jpg"))
+    page = build_report(root).read_text()
+    if '<section id="difficulty">' not in page:
+        pytest.skip("reports/quick has no difficulty-probe records")
+    assert _check(page) >= 6
 
 
 def test_the_check_can_fail(tmp_path):
-    page = build_report(make_run(tmp_path, _records())).read_text()
-    wrong = page.replace("<td>0.45</td>", "<td>0.46</td>", 1)
+    page = _run(tmp_path, *_supported_and_partly())
+    head, section = page.split('<section id="difficulty">')
+    cell = _tables(page)[("locate", "fcn+softargmax", "box")]["steps to target [CI]"]
+    wrong = re.sub(NUMBER, lambda m: m.group(0) + "1", cell, count=1)  # one number, one more digit
     with pytest.raises(AssertionError):
-        _check(wrong)
+        _check(head + '<section id="difficulty">' + section.replace(f"<td>{html.escape(cell)}</td>",
+                                                                     f"<td>{html.escape(wrong)}</td>"))

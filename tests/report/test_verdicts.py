@@ -1,12 +1,14 @@
-"""Verdict rules on synthetic records: claim 2, the seed examples and missing data.
+"""Verdict rules on synthetic records: claim 2, the seed examples, claim 4's registration and missing data.
 
 Claims 1 and 3 are tested end to end from planted models in ``test_claims13.py``: synthetic
-numbers could reach verdicts a real run cannot (issue 15)."""
+numbers could reach verdicts a real run cannot (issue 15). Claim 4's rule is tested in
+``test_claim4.py`` and its card against its table in ``test_claim4_card.py``."""
 from __future__ import annotations
 
 from fcnprobe.report.data import RunData
 from fcnprobe.report.verdicts import compute_verdicts
-from synthetic_run import contract, make_run
+from synthetic_run import PROV, contract, make_run
+from tests.difficulty_synth import Design, as_records, records
 
 
 def _verdicts(tmp_path, records):
@@ -36,3 +38,12 @@ def test_claim2_from_contract(tmp_path):
     assert "cnn_fc runs at 0/1 sizes" in v["claim2"].evidence
     bad = [contract("fcn", "dense:4", 32, [1, 4, 16, 16])]
     assert _verdicts(tmp_path / "b", bad)["claim2"].verdict == "not supported"
+
+
+def test_claim4_card_is_the_difficulty_rule(tmp_path):
+    from fcnprobe.report.claim4 import RULE
+
+    df = records("locate", [Design("fcn", "softargmax", 150.0), Design("cnn_fc", "linear", 30.0)])
+    v = _verdicts(tmp_path, as_records(df, PROV))["claim4"]
+    assert v.rule == " ".join(RULE.split()) and "steps to target" in v.rule
+    assert v.verdict == "supported" and "locate/box [harder]" in v.evidence, v.evidence

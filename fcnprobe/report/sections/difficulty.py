@@ -9,7 +9,7 @@ import pandas as pd
 
 from fcnprobe.analysis.difficulty import OUTPUTS, BAND_FRAC, MIN_FAILURE_SEEDS, TARGET_FRAC, design_of
 from fcnprobe.report import figures as F
-from fcnprobe.report.claim4 import preset_note, tables
+from fcnprobe.report.claim4 import cell, interval, preset_note, tables
 from fcnprobe.report.data import RunData, fmt, table_html
 from fcnprobe.report.sections.base import Section, register_section
 
@@ -87,18 +87,16 @@ def lr_figure(df: pd.DataFrame, task: str) -> F.Figure | None:
                  "seeds, shaded lowest to highest seed.", log_x=True)
 
 
-def _iv(r: pd.Series, key: str, digits: int = 3) -> str:
-    return f"{fmt(r[key], digits)} [{fmt(r[f'{key}_lo'], digits)}, {fmt(r[f'{key}_hi'], digits)}]"
+# The columns the claim 4 card quotes, cell for cell (``claim4.cell``).
+TABLE_METRICS = {"steps": "steps to target [CI]", "band": "LR band [CI]", "fail": "seed failures [CI]"}
 
 
 def metric_table(tab: pd.DataFrame) -> str:
     out = pd.DataFrame({
         "design": tab["design"], "output": tab["output"], "rate": tab["lr"], "seeds": tab["n_seeds"],
-        "final score [95% CI]": tab.apply(lambda r: _iv(r, "final"), axis=1), "constant guess": tab["const"],
+        "final score [95% CI]": tab.apply(lambda r: cell(r, "final"), axis=1), "constant guess": tab["const"],
         "beats constant": tab["beats"],
-        "steps to target [CI]": tab.apply(lambda r: _iv(r, "steps", 4) + f" ({int(r.censored)} censored)", axis=1),
-        "LR band [CI]": tab.apply(lambda r: _iv(r, "band", 2), axis=1),
-        "seed failures [CI]": tab.apply(lambda r: _iv(r, "fail", 2) + ("" if r.fail_decides else " *"), axis=1)})
+        **{head: tab.apply(lambda r, k=key: cell(r, k), axis=1) for key, head in TABLE_METRICS.items()}})
     return table_html(out)
 
 
@@ -113,9 +111,9 @@ def deepsup_table(tab: pd.DataFrame) -> str | None:
         if base.empty:
             continue
         b = base.iloc[0]
-        rows.append({"design": b.design, "output": r.output, "final (without → with)": f"{_iv(b, 'final')} → "
-                     f"{_iv(r, 'final')}", "steps to target": f"{_iv(b, 'steps', 4)} → {_iv(r, 'steps', 4)}",
-                     "LR band": f"{_iv(b, 'band', 2)} → {_iv(r, 'band', 2)}",
+        rows.append({"design": b.design, "output": r.output, "final (without → with)": f"{interval(b, 'final')} → "
+                     f"{interval(r, 'final')}", "steps to target": f"{interval(b, 'steps')} → {interval(r, 'steps')}",
+                     "LR band": f"{interval(b, 'band')} → {interval(r, 'band')}",
                      "seed failures": f"{fmt(b.fail, 2)} → {fmt(r.fail, 2)}"})
     return table_html(pd.DataFrame(rows)) if rows else None
 

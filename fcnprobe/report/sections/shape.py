@@ -88,14 +88,14 @@ def _loss_curves(df: pd.DataFrame, styles: F.StyleMap) -> F.Figure | None:
                     data)
 
 
-MULTI_METRICS = ("findings_f1", "count_mae", "size_mae", "box_iou_mean")  # the outputs claim 4 compares
+MULTI_METRICS = ("findings_f1", "count_mae", "size_mae", "box_iou_mean")  # the fixed-budget outputs
 LOCATE_METRICS = ("iou_mean", "center_err_px", "center_acc_frac")
 CONST_ROW = "constant guess (baseline)"
 
 
 def multi_output_table(multi: pd.DataFrame) -> pd.DataFrame:
-    """Per-design means over seeds (the numbers the claim 4 card reads), then the constant-guess row:
-    each ``*_const`` averaged per design, then over designs, as the card does."""
+    """Per-design means over seeds, then the constant-guess row: each ``*_const`` averaged per design,
+    then over designs."""
     metrics = [m for m in MULTI_METRICS if m in multi]
     extra = [c for c in ("params_count", "extra_modules") if c in multi]
     g = multi.groupby("param_design", sort=True)
@@ -146,8 +146,8 @@ def shape_section(run: RunData) -> Section | None:
         curves = _loss_curves(multi, F.StyleMap.from_models(run.df.model))
         if curves:
             sec.figures.append(curves)
-        sec.tables.append(("Structured output (multi_output): mean over seeds per design, the numbers the "
-                           "claim 4 card compares; last row: the constant-guess baseline",
+        sec.tables.append(("Structured output (multi_output): mean over seeds per design at one "
+                           "fixed budget (claim 4 reads the difficulty section); last row: the constant-guess baseline",
                            table_html(multi_output_table(multi), run.labels)))
     return sec
 
