@@ -73,6 +73,8 @@ class ProbeNet(nn.Module):
         convolutions the value does not depend on ``image_size`` (it is not
         clipped to the image); global operations make it ``None`` at any size.
         """
+        if getattr(self.trunk, "rf_depends_on_size", False):  # e.g. encoder-decoders with resizing
+            return self.trunk.receptive_field(image_size or self.info.image_size)
         return self.trunk.receptive_field()
 
 

@@ -55,7 +55,17 @@ class EncDecTrunk(nn.Module):
                 x = x + skip if self.skips else x
         return x  # (B, width, H, W) when depth >= 2 * (n_enc - 1) + 1
 
-    def receptive_field(self) -> int | None:
+    rf_depends_on_size = True  # bilinear resizing to odd skip sizes: the centre unit's field depends on H, W
+
+    def receptive_field(self, image_size: int | None = None) -> int | None:
+        """The centre unit's TRF at ``image_size`` (graph-exact); without a size, the closed-form bound.
+
+        The closed form (``RF`` arithmetic, 2 taps per bilinear x2 upsampling) is an upper
+        bound over output pixels; with several levels the centre unit sees less (113 px, not
+        125, for 8 levels at 256 px), so covering depths and the probes use the exact value.
+        """
+        if image_size is not None:
+            return centre_trf(len(self.enc) + len(self.dec), self.skips, image_size)
         rf, ups = RF(), len(self.enc) - 1
         for layer in self.enc:
             rf.layer(layer[0])
@@ -67,14 +77,22 @@ class EncDecTrunk(nn.Module):
         return rf.value()
 
 
-def covering_depth(image_size: int, min_depth: int, factor: int) -> int:
+def centre_trf(depth: int, skips: bool, image_size: int) -> int:
+    """Graph-exact TRF side of the centre output unit of a 1-channel ``EncDecTrunk`` on an image_size input."""
+    from fcnprobe.measure.trf_graph import graph_receptive_field
+
+    field = graph_receptive_field(EncDecTrunk(1, 1, depth, skips), (1, 1, image_size, image_size)).field
+    return int(field.side_px)
+
+
+def covering_depth(image_size: int, min_depth: int, factor: int, skips: bool = True) -> int:
     """The smallest even depth >= min_depth whose encoder-decoder TRF is >= factor x image side.
 
     Capped where the encoder would shrink the map below 2 px.
     """
     depth = max(2, min_depth + min_depth % 2)
     cap = 2 * max(1, int(math.log2(max(image_size, 2))))  # levels until the map is 2 px
-    while EncDecTrunk(1, 1, depth).receptive_field() < factor * image_size and depth < cap:
+    while centre_trf(depth, skips, image_size) < factor * image_size and depth < cap:
         depth += 2
     return depth
 
@@ -101,6 +119,6 @@ def fcn_encdec_deep(spec, in_channels, image_size, width=None, depth=None):
 @register_model("fcn_pyramid", family="fcn_pyramid", category="fcn")
 def fcn_pyramid(spec, in_channels, image_size, width=None, depth=None):
     asked = depth or DEFAULT_DEPTH
-    depth = covering_depth(image_size, asked, PYRAMID_FACTOR)
+    depth = covering_depth(image_size, asked, PYRAMID_FACTOR, skips=False)
     width = narrow_width(width or DEFAULT_WIDTH, depth, asked)
     return _build("fcn_pyramid", spec, in_channels, image_size, width, depth, skips=False)

@@ -133,7 +133,8 @@ class DifficultyProbe(Probe):
     def cells(self, cfg: RunConfig, s: DifficultySettings) -> list[Cell]:
         from fcnprobe.models import list_models
 
-        models = self.model_names(cfg, [t for t in s.trunks if t in list_models()])
+        # zoo trunks only: the grid swaps heads on a trunk, which a user's own network does not expose
+        models = [m for m in self.model_names(cfg, [t for t in s.trunks if t in list_models()]) if ":" not in m]
         seeds = s.seeds if cfg.seeds == DEFAULT_SEEDS else cfg.seeds
         rates = s.lrs or ("default",)
         out = []
