@@ -1,0 +1,30 @@
+"""Run the reduced learning-rate grid that produced the committed table (see README.md here).
+
+The ``lrgrid`` preset's real grid (5 families x 5 tasks x 6 rates x 800 steps) was
+estimated at ~2 h of one-core time on the 2-core box (~75-80 GFLOP/s sgemm), so this
+script runs the same probe with fewer steps and the three context tasks only, in one
+process per part (``workers=1``: the settings override lives in this process), e.g.::
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_a attention global_cue,shift
+    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_b attention same_different
+    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_c fcn,cnn_fc,dilated,fcn_gap all
+
+then ``write_lr_table([...dirs])``. The records say what ran (steps, tasks), and the
+table's ``reduced_because`` lists every way it falls short of the preset.
+"""
+import dataclasses
+import sys
+
+from fcnprobe.config import RunConfig
+from fcnprobe.probes import lrgrid
+from fcnprobe.sweep import run_sweep
+
+STEPS = 300  # of the preset's 800: what fits ~25 min on the shared 2-core box
+
+if __name__ == "__main__":
+    out, models, tasks = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
+    lrgrid.SETTINGS["lrgrid"] = dataclasses.replace(lrgrid.SETTINGS["lrgrid"], steps=STEPS,
+                                                    tasks=lrgrid.CONTEXT_TASKS)
+    cfg = RunConfig(out=out, preset="lrgrid", workers=1, models=tuple(models),
+                    tasks=() if tasks == "all" else tuple(tasks.split(",")))
+    run_sweep(["lrgrid"], cfg, progress=False)
