@@ -34,6 +34,10 @@ from typing import Any, Iterable, Sequence
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "lr_table.json"
 TABLE_PRESETS = ("quick", "standard", "full")  # smoke (tests) and lrgrid (the grid itself) never read it
 GRID_LO, GRID_HI, GRID_POINTS = 3e-4, 1e-2, 6  # the one grid, for every family (issue 13)
+# the real grid (the lrgrid preset): quick's families and shape, the context and shape tasks, quick's 800 steps
+GRID_FAMILIES = ("fcn", "cnn_fc", "dilated", "attention", "fcn_gap")
+GRID_TASKS = ("global_cue", "shift", "same_different", "locate", "multi_output")
+GRID_STEPS = 800
 TABLE_SCHEMA = 1
 DEFAULT_SOURCE = "family default (no LR table row)"
 
@@ -127,6 +131,20 @@ def _family(model: str) -> str | None:
     return MODELS.meta(model).get("family") if model in MODELS else None
 
 
+def reduction(records: Iterable[Any]) -> list[str]:
+    """How the grid of ``records`` falls short of the real grid ([] when it does not)."""
+    recs = [r for r in records if r.probe == "lrgrid" and r.ok]
+    steps, why = {r.metrics.get("steps_count") for r in recs}, []
+    if any(s is None or s < GRID_STEPS for s in steps):
+        why.append(f"steps {sorted(s for s in steps if s is not None)} < the real grid's {GRID_STEPS}")
+    for what, have, want in (("tasks", {r.task for r in recs}, GRID_TASKS),
+                             ("models", {r.model for r in recs}, GRID_FAMILIES)):
+        missing = [x for x in want if x not in have]
+        if missing:
+            why.append(f"{what} not run: {', '.join(missing)}")
+    return why
+
+
 # -- building the table from lrgrid records ----------------------------------------------------------------
 
 def table_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
@@ -185,8 +203,6 @@ def write_lr_table(run_dir: str | Path | Sequence[str | Path], out: str | Path |
 
 def _provenance(records: list[Any], manifests: list[dict[str, Any]], dirs: list[Any]) -> dict[str, Any]:
     """Commit, command and settings of the runs, and whether the grid is smaller than the lrgrid preset's."""
-    from fcnprobe.probes.lrgrid import reduction
-
     shas = sorted({str(r.provenance.get("git_sha")) for r in records})
     dirty = any(r.provenance.get("git_dirty") for r in records)
     configs = [m.get("config", {}) for m in manifests]

@@ -33,7 +33,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from fcnprobe.config import RunConfig
-from fcnprobe.lr import edge_side, extend, lr_grid, select
+from fcnprobe.lr import GRID_FAMILIES, GRID_STEPS, GRID_TASKS, edge_side, extend, lr_grid, select
 from fcnprobe.metrics import declare, metric
 from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_probe
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 LR_VAL_SEED_OFFSET = 3_000_017  # the validation batch's stream: never a training or held-out stream
 CONTEXT_TASKS = ("global_cue", "shift", "same_different")
 SHAPE_TASKS = ("locate", "multi_output")
-FAMILIES = ("fcn", "cnn_fc", "dilated", "attention", "fcn_gap")  # the context probe's quick families
 
 LRGRID_METRICS = declare([
     metric("lrs", "learning rates tried", is_array=True), metric("val_loss_by_lr", "validation loss", "lower",
@@ -88,24 +87,9 @@ SETTINGS = {
     "smoke": LrGridSettings(models=("fcn",), tasks=("global_cue", "multi_output"), image_size=16, width=8, depth=3,
                             steps=6, batch_size=4, val_samples=16, grid=tuple(lr_grid(1e-3, 1e-2, 3)), log_every=2),
     # the real grid: quick's shape (32 px, width 16, batch 16, 800 steps), every default family, 5 tasks
-    "lrgrid": LrGridSettings(models=FAMILIES, tasks=CONTEXT_TASKS + SHAPE_TASKS, image_size=32, width=16,
-                             depth=None, steps=800, batch_size=16, val_samples=512),
+    "lrgrid": LrGridSettings(models=GRID_FAMILIES, tasks=GRID_TASKS, image_size=32, width=16,
+                             depth=None, steps=GRID_STEPS, batch_size=16, val_samples=512),
 }
-
-
-def reduction(records: list[Any]) -> list[str]:
-    """How the grid of ``records`` falls short of the ``lrgrid`` preset's ([] when it does not)."""
-    full, why = SETTINGS["lrgrid"], []
-    recs = [r for r in records if r.probe == "lrgrid" and r.ok]
-    steps = {r.metrics.get("steps_count") for r in recs}
-    if any(s is None or s < full.steps for s in steps):
-        why.append(f"steps {sorted(s for s in steps if s is not None)} < the preset's {full.steps}")
-    for what, have, want in (("tasks", {r.task for r in recs}, full.tasks), ("models", {r.model for r in recs},
-                                                                             full.models)):
-        missing = [x for x in want if x not in have]
-        if missing:
-            why.append(f"{what} not run: {', '.join(missing)}")
-    return why
 
 
 @register_probe("lrgrid", order=5, help="learning-rate grid per (family, task) on a validation stream")

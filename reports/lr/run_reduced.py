@@ -5,9 +5,9 @@ estimated at ~2 h of one-core time on the 2-core box (~75-80 GFLOP/s sgemm), so 
 script runs the same probe with fewer steps and the three context tasks only, in one
 process per part (``workers=1``: the settings override lives in this process), e.g.::
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_a attention global_cue,shift
+    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_a attention global_cue,shift &
+    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_c fcn,cnn_fc,dilated,fcn_gap all &&
     PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_b attention same_different
-    PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_c fcn,cnn_fc,dilated,fcn_gap all
 
 then ``write_lr_table([...dirs])``. The records say what ran (steps, tasks), and the
 table's ``reduced_because`` lists every way it falls short of the preset.
@@ -19,7 +19,7 @@ from fcnprobe.config import RunConfig
 from fcnprobe.probes import lrgrid
 from fcnprobe.sweep import run_sweep
 
-STEPS = 300  # of the preset's 800: what fits ~25 min on the shared 2-core box
+STEPS = 200  # of the preset's 800: what fits ~30 min on the 2-core box shared with other sessions (load ~10)
 
 if __name__ == "__main__":
     out, models, tasks = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
