@@ -137,11 +137,11 @@ def reduction(records: Iterable[Any]) -> list[str]:
     steps, why = {r.metrics.get("steps_count") for r in recs}, []
     if any(s is None or s < GRID_STEPS for s in steps):
         why.append(f"steps {sorted(s for s in steps if s is not None)} < the real grid's {GRID_STEPS}")
-    for what, have, want in (("tasks", {r.task for r in recs}, GRID_TASKS),
-                             ("models", {r.model for r in recs}, GRID_FAMILIES)):
-        missing = [x for x in want if x not in have]
-        if missing:
-            why.append(f"{what} not run: {', '.join(missing)}")
+    have = {(r.model, r.task) for r in recs}
+    missing = [f"{m}/{t}" for m in GRID_FAMILIES for t in GRID_TASKS if (m, t) not in have]
+    if missing:
+        why.append(f"{len(missing)} of {len(GRID_FAMILIES) * len(GRID_TASKS)} (family, task) cells not run: "
+                   + ", ".join(missing))
     return why
 
 
