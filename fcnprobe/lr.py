@@ -8,6 +8,9 @@ One protocol for every family (issue 13, part 3):
 * **The selection.** Per (family, task), the rate with the lowest loss on a
   *validation* stream: data drawn from the ``lrgrid`` probe's own seeds, never
   the held-out set any probe scores (``select``). Ties go to the smaller rate.
+  A *flat* curve (no rate beats the worst by more than the convergence rule's 1%,
+  ``is_flat``: nothing was learned at any rate) selects nothing: the lookup keeps
+  the family default and says why.
 * **The table.** ``write_lr_table(run_dir)`` turns the ``lrgrid`` records of a
   run into a JSON table with its provenance (command, git commit, settings,
   whether the grid was reduced, the records' cell ids). The committed copy is
@@ -121,6 +124,8 @@ def learning_rate(model: str, task: str, preset: str, table_path: str | Path | N
     row = find_row(table, model, task, _family(model))
     if row is None:
         return family_lr(model), f"{DEFAULT_SOURCE} in {table_label(table)}"
+    if row.get("flat"):
+        return family_lr(model), f"family default (flat grid curve for {row['model']}/{task} in {table_label(table)})"
     via = "" if row.get("model") == model else f" via family {row.get('family')}"
     return float(row["lr"]), f"{table_label(table)}: {row['model']}/{task}{via}"
 
@@ -129,6 +134,14 @@ def _family(model: str) -> str | None:
     from fcnprobe.models import MODELS
 
     return MODELS.meta(model).get("family") if model in MODELS else None
+
+
+def is_flat(val_losses: Sequence[float]) -> bool:
+    """No rate beat the worst by more than the convergence rule's relative tolerance: the grid has no signal."""
+    from fcnprobe.convergence import StopRule
+
+    worst, best = max(val_losses), min(val_losses)
+    return worst - best <= StopRule().rel_tol * abs(worst)
 
 
 def reduction(records: Iterable[Any]) -> list[str]:
@@ -167,6 +180,7 @@ def _row(model: str, task: str, recs: list[Any]) -> dict[str, Any]:
     best = select(lrs, means)
     m = recs[0].metrics
     return {"model": model, "family": m.get("family"), "task": task, "lr": lrs[best], "val_loss": means[best],
+            "flat": is_flat(means),
             "lrs": lrs, "val_loss_by_lr": means, "edge_extended": sorted({str(r.metrics.get("edge_extended"))
                                                                           for r in recs}),
             "seeds": sorted(r.seed for r in recs), "cell_ids": sorted(r.cell_id for r in recs),

@@ -65,6 +65,14 @@ def test_lookup_exact_row_family_row_and_fallbacks(tmp_path):
     assert lr == family_lr("fcn") and "no LR table" in src
 
 
+def test_flat_curve_keeps_the_family_default(tmp_path):
+    assert L.is_flat([0.6931, 0.6935, 0.6929]) and not L.is_flat([0.70, 0.65, 0.69])
+    path = _table(tmp_path, [{"model": "fcn", "family": "fcn", "task": "same_different", "lr": 6.05e-4,
+                              "flat": True}])
+    lr, src = L.learning_rate("fcn", "same_different", "quick", path)
+    assert lr == family_lr("fcn") and "flat" in src
+
+
 def test_wrong_schema_is_refused(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"schema_version": 99, "rows": []}))
@@ -91,6 +99,7 @@ def test_write_table_from_records_and_read_it_back(tmp_path):
     assert rows["fcn", "global_cue"]["lr"] == 2e-3  # mean over seeds: 0.5, 0.3, 0.5
     assert rows["fcn", "global_cue"]["val_loss_by_lr"] == pytest.approx([0.5, 0.3, 0.5])
     assert rows["cnn_fc", "global_cue"]["lr"] == 1e-3  # the diverged rate is skipped
+    assert not rows["fcn", "global_cue"]["flat"]
     assert table["commit"] == "0123456789abcdef" and table["reduced"]
     assert any("steps" in why for why in table["reduced_because"])
     assert L.learning_rate("fcn", "global_cue", "quick", path)[0] == 2e-3

@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 
+from fcnprobe.lr import is_flat
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.sections.base import Section, register_section
@@ -52,7 +53,13 @@ def selected_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"lr": "selected lr", "best_val_loss": "val loss", "best_val_acc_frac": "val acc",
             "edge_extended": "grid extended", "best_at_edge": "still at edge", "steps_count": "steps"}
     keep = ["model", "task", "seed", *[c for c in cols if c in df]]
-    return df[keep].sort_values(["task", "model", "seed"]).rename(columns=cols)
+    out = df[keep].assign(flat=df["val_loss_by_lr"].map(_flat))
+    return out.sort_values(["task", "model", "seed"]).rename(columns={**cols, "flat": "flat curve (no signal)"})
+
+
+def _flat(losses) -> bool | None:
+    finite = [v for v in losses if v is not None and math.isfinite(v)] if isinstance(losses, (list, tuple)) else []
+    return is_flat(finite) if finite else None
 
 
 def lr_sources(run: RunData) -> pd.DataFrame:
@@ -93,4 +100,6 @@ _METHOD = ("Every family gets the same grid of 6 peak learning rates, log-spaced
            "its loss on a fixed validation batch drawn from its own seed, never the held-out set that the "
            "context and shape probes score. The rate with the lowest validation loss is selected; when it is "
            "the grid's smallest or largest, one more rate a log step beyond is trained and the record says so. "
-           "The selected rates form the committed LR table that the quick and standard presets read.")
+           "The selected rates form the committed LR table that the quick and standard presets read; a flat "
+           "curve (no rate beats the worst by more than 1%: nothing was learned at any rate) selects nothing, "
+           "and the presets keep the family's default rate there.")
