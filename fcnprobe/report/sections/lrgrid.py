@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from fcnprobe.lr import is_flat
+from fcnprobe.lr import GRID_HI, GRID_LO, is_flat
 from fcnprobe.report import figures as F
 from fcnprobe.report.data import RunData, table_html
 from fcnprobe.report.sections.base import Section, register_section
@@ -39,12 +39,15 @@ def _figure(run: RunData, task: str, data: pd.DataFrame) -> F.Figure:
     for model, g in chosen.groupby("model", sort=True):
         ax.scatter(g["lr"], g["val_loss"], s=90, facecolors="none", edgecolors=styles[model]["color"],
                    linewidths=1.5, zorder=5)
+    for edge in (GRID_LO, GRID_HI):
+        ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
     F.log_axis(ax, "x")
     ax.set(xlabel="peak learning rate (log scale)", ylabel="validation loss (lower is better)")
     ax.legend(fontsize=7, ncols=2)
     cap = (f"{task}: final validation loss against the peak learning rate, one line per family (median over "
-           f"seeds, 95% band when several); the open circle marks the selected rate. A flat curve means the "
-           f"family is insensitive to the rate; a minimum at an end of the curve means the grid was extended there.")
+           f"seeds, 95% band when several); the open circle marks the selected rate, dotted grey lines the grid's edges "
+           f"(points beyond them are edge extensions). A curve flat at a high "
+           f"loss means the family learned nothing at any rate within this budget.")
     return F.render(fig, f"lrgrid-{task}", cap, f"Validation loss against learning rate on {task}", data)
 
 
