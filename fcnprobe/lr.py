@@ -9,8 +9,9 @@ One protocol for every family (issue 13, part 3):
   *validation* stream: data drawn from the ``lrgrid`` probe's own seeds, never
   the held-out set any probe scores (``select``). Ties go to the smaller rate.
   A *flat* curve (no rate beats the worst by more than the convergence rule's 1%,
-  ``is_flat``: nothing was learned at any rate) selects nothing: the lookup keeps
-  the family default and says why.
+  ``is_flat``), or a classification grid whose best rate does not beat the
+  constant guess's loss by 1% (``learned`` False: nothing was learned at any
+  rate), selects nothing: the lookup keeps the family default and says why.
 * **The table.** ``write_lr_table(run_dir)`` turns the ``lrgrid`` records of a
   run into a JSON table with its provenance (command, git commit, settings,
   whether the grid was reduced, the records' cell ids). The committed copy is
@@ -124,8 +125,9 @@ def learning_rate(model: str, task: str, preset: str, table_path: str | Path | N
     row = find_row(table, model, task, _family(model))
     if row is None:
         return family_lr(model), f"{DEFAULT_SOURCE} in {table_label(table)}"
-    if row.get("flat"):
-        return family_lr(model), f"family default (flat grid curve for {row['model']}/{task} in {table_label(table)})"
+    if row.get("flat") or row.get("learned") is False:
+        why = "flat grid curve" if row.get("flat") else "no rate beat the constant guess"
+        return family_lr(model), f"family default ({why} for {row['model']}/{task} in {table_label(table)})"
     via = "" if row.get("model") == model else f" via family {row.get('family')}"
     return float(row["lr"]), f"{table_label(table)}: {row['model']}/{task}{via}"
 
@@ -134,6 +136,12 @@ def _family(model: str) -> str | None:
     from fcnprobe.models import MODELS
 
     return MODELS.meta(model).get("family") if model in MODELS else None
+
+
+def _learned(recs: list[Any]) -> bool | None:
+    """Whether every seed's best rate beat the constant guess (None when no record knows the constant)."""
+    flags = [r.metrics.get("learned") for r in recs if r.metrics.get("learned") is not None]
+    return all(flags) if flags else None
 
 
 def is_flat(val_losses: Sequence[float]) -> bool:
@@ -180,7 +188,7 @@ def _row(model: str, task: str, recs: list[Any]) -> dict[str, Any]:
     best = select(lrs, means)
     m = recs[0].metrics
     return {"model": model, "family": m.get("family"), "task": task, "lr": lrs[best], "val_loss": means[best],
-            "flat": is_flat(means),
+            "flat": is_flat(means), "learned": _learned(recs),
             "lrs": lrs, "val_loss_by_lr": means, "edge_extended": sorted({str(r.metrics.get("edge_extended"))
                                                                           for r in recs}),
             "seeds": sorted(r.seed for r in recs), "cell_ids": sorted(r.cell_id for r in recs),

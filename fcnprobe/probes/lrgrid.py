@@ -53,6 +53,8 @@ LRGRID_METRICS = declare([
     metric("stop_reason_by_lr", "why each rate stopped", is_array=True),
     metric("lr", "selected learning rate"), metric("lr_source", "learning rate source"),
     metric("best_val_loss", "validation loss at the selected rate", "lower"),
+    metric("const_val_loss", "validation loss of the best constant guess (classification)"),
+    metric("learned", "some rate beat the constant guess by more than 1% (None: no constant known)"),
     metric("best_val_acc_frac", "validation accuracy at the selected rate", "higher"),
     metric("edge_extended", "grid extended past an edge (low / high / none)"),
     metric("best_at_edge", "selected rate on the edge of the (extended) grid"),
@@ -98,6 +100,7 @@ class LrGridProbe(Probe):
 
     settings_by_preset = SETTINGS
     metrics = LRGRID_METRICS
+    version = 2  # 2: the constant guess's loss and the "learned" flag
 
     def cells(self, cfg: RunConfig, settings: LrGridSettings) -> list[Cell]:
         out = []
@@ -233,12 +236,27 @@ def _best(lrs: list[float], results: list[dict[str, Any]]) -> int:
         raise CellError(str(exc)) from None
 
 
+def _constant_loss(prob: Problem) -> float:
+    """Cross-entropy of the best constant guess on the validation batch: the entropy of its class marginal."""
+    import torch
+
+    from fcnprobe.utils import IGNORE_INDEX
+
+    t = prob.val.targets[prob.val.targets != IGNORE_INDEX].long()  # valid labels, flattened
+    p = torch.bincount(t).double() / t.numel()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
 def _metrics(cell: Cell, st: LrGridSettings, lrs: list[float], results: list[dict[str, Any]], best: int,
              side: str | None, how: str, prob: Problem) -> dict[str, Any]:
+    from fcnprobe.convergence import StopRule
     from fcnprobe.models import MODELS
 
     r = results[best]
-    return {"lrs": lrs, "val_loss_by_lr": [x["val_loss"] for x in results],
+    const = _constant_loss(prob) if prob.classify else None
+    learned = None if const is None or r["val_loss"] is None else r["val_loss"] < const * (1 - StopRule().rel_tol)
+    return {"const_val_loss": const, "learned": learned, "lrs": lrs, "val_loss_by_lr": [x["val_loss"] for x in results],
             "val_acc_by_lr": [x["val_acc"] for x in results] if prob.classify else None,
             "train_loss_by_lr": [x["train_loss"] if math.isfinite(x["train_loss"]) else None for x in results],
             "still_falling_by_lr": [x["still_falling"] for x in results],

@@ -46,6 +46,16 @@ def test_one_grid_cell(tmp_path, task):
     assert m["edge_extended"] == side and len(m["lrs"]) == len(grid) + 1
     assert (m["val_acc_by_lr"] is None) == (task == "multi_output")
     assert m["steps_count"] == 3 and m["group_strategy"] == "loop"
+    assert (m["learned"] is None) == (m["const_val_loss"] is None) == (task == "multi_output")
+
+
+def test_constant_guess_loss_is_the_marginal_entropy():
+    from fcnprobe.probes.lrgrid import Problem, _constant_loss
+
+    targets = torch.tensor([[0, 0, 1, 1], [2, 2, 2, -100]])  # valid marginal (2/7, 2/7, 3/7)
+    prob = Problem(None, None, None, Batch(torch.zeros(2, 4), targets, {}), True)
+    p = torch.tensor([2 / 7, 2 / 7, 3 / 7])
+    assert _constant_loss(prob) == pytest.approx(float(-(p * p.log()).sum()))
 
 
 class _Net(nn.Module):
