@@ -108,3 +108,32 @@ def still_falling(losses: Sequence[float], rule: StopRule = StopRule()) -> bool 
     """
     w = tail_window(len(losses), rule.tail_frac)
     return None if len(losses) <= w else improved(losses, w, rule)
+
+
+# -- what every training record stores about convergence (one call per trained model) --------------------
+
+def summary_metrics() -> list:
+    """Declarations of the metrics ``summary`` returns, to add to a training probe's ``declare([...])``."""
+    from fcnprobe.metrics import metric
+
+    return [metric("stopped_at_step", "steps taken (early stop or budget)", unit="count"),
+            metric("stop_reason", "why training stopped"),
+            metric("still_falling", "loss still falling over the last 10% of steps (not converged)"),
+            metric("tail_improvement_frac", "loss improvement over the last 10% of steps, relative"),
+            metric("val_loss_curve", "validation loss (early-stopping stream)", "lower", is_array=True),
+            metric("val_steps", "validation loss steps", is_array=True, unit="count")]
+
+
+def summary(result) -> dict:
+    """The convergence metrics of one ``train.TrainResult`` (declared by ``summary_metrics``).
+
+    ``still_falling`` uses the same window and tolerance as early stopping (see the
+    module docstring); None when the curve is too short to judge.
+
+    >>> metrics.update(convergence.summary(train(model, task.sample, loss_fn, budget, lr, "cpu", seed=0)))
+    """
+    falling = result.still_falling
+    return {"stopped_at_step": int(result.stopped_at_step), "stop_reason": str(result.stop_reason),
+            "still_falling": None if falling is None else bool(falling),
+            "tail_improvement_frac": result.tail_improvement_frac,
+            "val_loss_curve": list(result.val_losses), "val_steps": list(result.val_steps)}

@@ -42,11 +42,13 @@ import torch
 import torch.nn as nn
 
 from fcnprobe.device import synchronize
+from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 from fcnprobe.train import (ENGINE, WEIGHT_DECAY, EngineOptions, LossFn, Run, Sample, TrainBudget, TrainResult,
                             schedule)
 
 STRATEGIES = ("auto", "vmap", "loop")
+ON_DIVERGE = ("raise", "record")
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW's defaults, which ``train`` uses
 
 
@@ -86,29 +88,37 @@ def build_members(build: Callable[[int], nn.Module], members: list[Member], devi
 
 def train_group(build: Callable[[int], nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
                 budget: TrainBudget, device: str, strategy: str = "auto",
-                options: EngineOptions = ENGINE) -> GroupResult:
-    """Train every member for ``budget`` (each may stop early); see the module docstring."""
+                options: EngineOptions = ENGINE, on_diverge: str = "raise") -> GroupResult:
+    """Train every member for ``budget`` (each may stop early); see the module docstring.
+
+    ``on_diverge="record"`` lets a member whose loss turns non-finite stop there
+    (``stop_reason`` "diverged: ...") while the others go on, as a learning-rate
+    grid needs; the default ``"raise"`` raises the member's CellError.
+    """
     if not members:
         raise ValueError("train_group needs at least one member")
+    if on_diverge not in ON_DIVERGE:
+        raise ValueError(f"unknown on_diverge {on_diverge!r}; available: {', '.join(ON_DIVERGE)}")
     how = resolve_strategy(strategy, device)
     models = build_members(build, members, device)
     start = time.perf_counter()
+    record = on_diverge == "record"
     if how == "loop":
-        out = _train_loop(models, members, sample, loss_fn, budget, device, options)
+        out = _train_loop(models, members, sample, loss_fn, budget, device, options, record)
     else:
-        out = _train_vmap(models, members, sample, loss_fn, budget, device)
+        out = _train_vmap(models, members, sample, loss_fn, budget, device, record)
     out.wall_time_s = time.perf_counter() - start
     return out
 
 
 def _train_loop(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
-                budget: TrainBudget, device: str, options: EngineOptions) -> GroupResult:
+                budget: TrainBudget, device: str, options: EngineOptions, record: bool = False) -> GroupResult:
     runs = [Run(mod, sample, loss_fn, budget, m.lr, device, m.data_seed, options) for mod, m in zip(models, members)]
     start = time.perf_counter()
     while not all(run.done for run in runs):
         for run in runs:
             if not run.done:
-                run.advance()
+                _guarded(run.advance, run, record)
     synchronize(device)
     wall, steps = time.perf_counter() - start, sum(run.step for run in runs)
     return GroupResult([run.finish(wall * run.step / steps) for run in runs], models, "loop")  # shares by steps
@@ -183,14 +193,14 @@ def vmap_step(runs: list[Run], stack: _Stacked, step: int) -> torch.Tensor:
 
 
 def _train_vmap(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
-                budget: TrainBudget, device: str) -> GroupResult:
+                budget: TrainBudget, device: str, record: bool = False) -> GroupResult:
     start = time.perf_counter()
     runs, stack = vmap_runs(models, members, sample, loss_fn, budget, device)
     results: list[TrainResult | None] = [None] * len(runs)
     for step in range(budget.steps):
         losses = vmap_step(runs, stack, step)
         for i, run in enumerate(runs):
-            _after_step(run, stack, i, losses[i])
+            _guarded(lambda: _after_step(run, stack, i, losses[i]), run, record)
             if results[i] is None and run.done:
                 stack.load_member(i, run.model)
                 synchronize(device)
@@ -207,3 +217,13 @@ def _after_step(run: Run, stack: _Stacked, i: int, loss: torch.Tensor) -> None:
     if run.val is not None and (run.step + 1) % run.budget.stop.eval_every == 0:
         stack.load_member(i, run.model)
     run.after_step(loss)
+
+
+def _guarded(step: Callable[[], None], run: Run, record: bool) -> None:
+    """Run one member's step; with ``record``, a non-finite loss stops that member instead of the group."""
+    try:
+        step()
+    except CellError as exc:
+        if not record:
+            raise
+        run.reason, run.window = f"diverged: {exc}", []  # the bad window is already logged
