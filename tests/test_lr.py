@@ -52,9 +52,12 @@ def _table(tmp_path, rows, **extra):
 def test_lookup_exact_row_family_row_and_fallbacks(tmp_path):
     rows = [{"model": "fcn", "family": "fcn", "task": "global_cue", "lr": 1.22e-3},
             {"model": "attention", "family": "attention", "task": "shift", "lr": 4.96e-3}]
-    path = _table(tmp_path, rows, reduced=True)
+    reduced = _table(tmp_path, rows, reduced=True)
+    lr, src = L.learning_rate("fcn", "global_cue", "quick", reduced)  # a reduced grid is evidence, not a setting
+    assert lr == family_lr("fcn") and "reduced grid" in src and "not used" in src
+    path = _table(tmp_path, rows)
     lr, src = L.learning_rate("fcn", "global_cue", "quick", path)
-    assert lr == 1.22e-3 and "abcdef1234" in src and "2026-12-01" in src and "reduced" in src
+    assert lr == 1.22e-3 and "abcdef1234" in src and "2026-12-01" in src and "reduced" not in src
     lr, src = L.learning_rate("attention_fullres", "shift", "standard", path)  # same family, no own row
     assert lr == 4.96e-3 and "via family attention" in src
     lr, src = L.learning_rate("fcn", "shift", "quick", path)
@@ -102,7 +105,7 @@ def test_write_table_from_records_and_read_it_back(tmp_path):
     assert not rows["fcn", "global_cue"]["flat"]
     assert table["commit"] == "0123456789abcdef" and table["reduced"]
     assert any("steps" in why for why in table["reduced_because"])
-    assert L.learning_rate("fcn", "global_cue", "quick", path)[0] == 2e-3
+    assert L.learning_rate("fcn", "global_cue", "quick", path)[0] == family_lr("fcn")  # reduced: not used
 
 
 def test_write_table_without_records_raises(tmp_path):

@@ -165,7 +165,7 @@ def _shape_problem(cell: Cell, st: LrGridSettings, gen: Any) -> Problem:
 
     from fcnprobe.models import MODELS, create_model
     from fcnprobe.models.adapters import build_multi_head
-    from fcnprobe.probes.shape_train import MULTI_HEADS, multi_loss
+    from fcnprobe.probes.shape_train import MULTI_HEADS, STATS_SAMPLES, multi_loss, standardise
     from fcnprobe.tasks import create_task
 
     native = MODELS.meta(cell.model).get("native", ()) if cell.model in MODELS else ()
@@ -179,9 +179,16 @@ def _shape_problem(cell: Cell, st: LrGridSettings, gen: Any) -> Problem:
     task = create_task("multi_output", image_size=st.multi_image_size)
     family = MODELS.meta(cell.model).get("family") if cell.model in MODELS else None
     design = {"cnn_fc": "cnn_fc_heads", "attention": "attention_heads"}.get(family, "fcn_adapters")
-    build = lambda seed: build_multi_head(cell.model, MULTI_HEADS[design], in_channels=task.in_channels,  # noqa
-                                          image_size=task.image_size, width=st.width, depth=st.depth)
-    return Problem(build, task.sample, multi_loss, task.sample(st.val_samples, gen), False)
+    heads, stats = MULTI_HEADS[design], task.sample(STATS_SAMPLES, gen).targets
+
+    def build(seed: int) -> Any:  # linear heads de-standardise with the training targets' statistics
+        net = build_multi_head(cell.model, heads, in_channels=task.in_channels, image_size=task.image_size,
+                               width=st.width, depth=st.depth)
+        build.std = standardise(net, stats, list(heads))
+        return net
+
+    build(0)  # the statistics depend on the data only: one build fixes the loss's scales
+    return Problem(build, task.sample, multi_loss(build.std), task.sample(st.val_samples, gen), False)
 
 
 # -- training and scoring ------------------------------------------------------------------------------------

@@ -142,8 +142,8 @@ def multi_loss(std: dict[str, "torch.Tensor"]) -> Any:
     def loss(y: "torch.Tensor", batch: Any) -> "torch.Tensor":
         t = batch.targets
         return (F.binary_cross_entropy_with_logits(y[:, f], t[:, f])
-                + standardised_error(y[:, p], t[:, p], std["params"]).pow(2).mean()
-                + standardised_error(y[:, b], t[:, b], std["box"]).abs().mean())
+                + standardised_error(y[:, p], t[:, p], std["params"].to(y.device)).pow(2).mean()
+                + standardised_error(y[:, b], t[:, b], std["box"].to(y.device)).abs().mean())
     return loss
 
 
