@@ -9,6 +9,8 @@ thresholds (Luo et al. 2016; RepLKNet's high-contribution area).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 
 import numpy as np
@@ -138,20 +140,27 @@ def _radius(trf_px: float | None) -> float:
     return float("nan") if trf_px is None or pd.isna(trf_px) else (float(trf_px) - 1) / 2
 
 
+def _by_model_loglog(d: pd.DataFrame, styles: F.StyleMap, draw: Any, ylabel: str) -> Any:
+    """One log-log panel against pixel count, one series per model drawn by ``draw(ax, rows, style, model)``."""
+    fig, ax = F.new(6, 3.4)
+    ax = ax[0][0]
+    for model, g in d.groupby("model", sort=True):
+        draw(ax, g, styles[model], model)
+    ax.set(xlabel="pixels (H×W)", ylabel=ylabel)
+    F.log_axis(ax, "x")
+    F.log_axis(ax, "y")
+    ax.legend(fontsize=6, ncols=2)
+    return fig
+
+
 def memory_figure(df: pd.DataFrame, styles: F.StyleMap, fig_id: str = "cost-memory") -> F.Figure | None:
     """Peak memory (MB) against pixel count per model; ``df`` has model, pixels, peak_mem_mb."""
     d = df.dropna(subset=["peak_mem_mb"])
     if d.empty:
         return None
     d = d.groupby(["model", "pixels"], sort=True)["peak_mem_mb"].median().reset_index()
-    fig, ax = F.new(6, 3.4)
-    ax = ax[0][0]
-    for model, g in d.groupby("model", sort=True):
-        ax.plot(g.pixels, g.peak_mem_mb, label=model, **styles[model])
-    ax.set(xlabel="pixels (H×W)", ylabel="peak memory (MiB, lower is better)")
-    F.log_axis(ax, "x")
-    F.log_axis(ax, "y")
-    ax.legend(fontsize=6, ncols=2)
+    fig = _by_model_loglog(d, styles, lambda ax, g, st, m: ax.plot(g.pixels, g.peak_mem_mb, label=m, **st),
+                           "peak memory (MiB, lower is better)")
     cap = ("Peak memory of one forward pass against resolution: a steeper line costs more memory per added "
            "pixel (slope 1 = linear in pixels, 2 = quadratic, as attention's score matrix is).")
     return F.render(fig, fig_id, cap, "Peak memory against pixel count per model", d)
@@ -163,14 +172,9 @@ def latency_figure(df: pd.DataFrame, styles: F.StyleMap, fig_id: str = "cost-lat
     if d.empty:
         return None
     d = d.groupby(["model", "pixels"], sort=True)[["latency_ms_median", "latency_ms_iqr"]].median().reset_index()
-    fig, ax = F.new(6, 3.4)
-    ax = ax[0][0]
-    for model, g in d.groupby("model", sort=True):
-        F.errorbar_iqr(ax, g.pixels, g.latency_ms_median, g.latency_ms_iqr, styles[model], model)
-    ax.set(xlabel="pixels (H×W)", ylabel="latency (ms, median, lower is better)")
-    F.log_axis(ax, "x")
-    F.log_axis(ax, "y")
-    ax.legend(fontsize=6, ncols=2)
+    fig = _by_model_loglog(
+        d, styles, lambda ax, g, st, m: F.errorbar_iqr(ax, g.pixels, g.latency_ms_median, g.latency_ms_iqr, st, m),
+        "latency (ms, median, lower is better)")
     cap = ("Latency of one forward pass against resolution, bars one IQR long: lines whose bars overlap "
            "are not told apart by this device's timer noise.")
     return F.render(fig, fig_id, cap, "Latency with IQR against pixel count per model", d)

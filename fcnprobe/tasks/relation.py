@@ -145,19 +145,23 @@ class LeftOfBase(TwoObjectTask):
         return {**geo, "colour1": colour1, "colour2": RED + BLUE - colour1}
 
 
-@register_task("left_of_image", kind="vector", level="image", distance="between the two object centres",
-               pooled_local_ceiling=LEFT_OF_POOLED_CEILING, padded_ceiling=1.0, relation="order")
-class LeftOfImage(LeftOfBase):
-    """Image level: is the red object left of the blue one? (label 1 = yes)."""
+class ImageLevelPair:
+    """Image-level answer about two objects: one label per image, binned by the objects' separation."""
 
     kind = "vector"
 
     def reach(self, trf_px: int | None) -> int | None:
-        """Centre distance at which one TRF window still holds a pixel of each object."""
+        """Separation at which one TRF window still holds a pixel of each object."""
         return None if trf_px is None else trf_px - 1 + CUE_SIZE - 1
 
     def distances(self, batch: Batch) -> torch.Tensor:
         return batch.meta["distance"]
+
+
+@register_task("left_of_image", kind="vector", level="image", distance="between the two object centres",
+               pooled_local_ceiling=LEFT_OF_POOLED_CEILING, padded_ceiling=1.0, relation="order")
+class LeftOfImage(ImageLevelPair, LeftOfBase):
+    """Image level: is the red object left of the blue one? (label 1 = yes)."""
 
 
 @register_task("left_of", kind="dense", level="pixel", distance="to the farther of the two objects",
@@ -205,17 +209,8 @@ class AlignedBase(TwoObjectTask):
 @register_task("aligned_image", kind="vector", level="image", distance="horizontal separation of the centres",
                pooled_local_ceiling=LEFT_OF_POOLED_CEILING, padded_ceiling=ALIGNED_PADDED_CEILING,
                relation="alignment")
-class AlignedImage(AlignedBase):
+class AlignedImage(ImageLevelPair, AlignedBase):
     """Image level: are the red and the blue object in the same row? (label 1 = yes)."""
-
-    kind = "vector"
-
-    def reach(self, trf_px: int | None) -> int | None:
-        """Separation at which one TRF window still holds a pixel of each object (same-row case)."""
-        return None if trf_px is None else trf_px - 1 + CUE_SIZE - 1
-
-    def distances(self, batch: Batch) -> torch.Tensor:
-        return batch.meta["distance"]
 
 
 @register_task("same_different_dense", kind="dense", level="pixel", distance="to the farther of the two cues",
