@@ -338,7 +338,8 @@ def card(run: RunData, key: str) -> tuple[str, str]:
     succ, fail = Thresholds().at(0.5)
     text = "; ".join(finding.evidence)
     if adj is not None:
-        text += f". Holm-adjusted p = {adj:.3g} over {{{', '.join(FAMILY)}}}"
+        shown = f"= {adj:.3g}" if adj >= 1e-4 else "< 1e-4"  # an exact bound at 0 is printed as a bound
+        text += f". Holm-adjusted p {shown} over {{{', '.join(FAMILY)}}}"
     text += (f". Thresholds (at chance 1/2): success {succ:.2f}, failure {fail:.2f}; "
              f"with both moved −25%: {moved[1 - SENSITIVITY]}, +25%: {moved[1 + SENSITIVITY]}.")
     return finding.verdict, text
