@@ -164,12 +164,13 @@ def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: 
     return wrap(name, trunk, head, spec, in_channels, image_size, width, depth)
 
 
-@register_model("attention", family="attention", lr=1e-3, native=("dense", "vector", "box"), sized_by_heads=True)
+@register_model("attention", family="attention", category="global_op", lr=1e-3, native=("dense", "vector", "box"),
+                sized_by_heads=True)
 def attention(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
     return _build("attention", spec, in_channels, image_size, width, depth, PATCH, sizing_heads)
 
 
-@register_model("attention_fullres", family="attention", lr=1e-3, native=("dense", "vector", "box"),
-                sized_by_heads=True)
+@register_model("attention_fullres", family="attention", category="global_op", lr=1e-3,
+                native=("dense", "vector", "box"), sized_by_heads=True)
 def attention_fullres(spec: HeadSpec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
     return _build("attention_fullres", spec, in_channels, image_size, width, depth, 1, sizing_heads, FULLRES_HEADS)

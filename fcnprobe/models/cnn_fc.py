@@ -216,12 +216,13 @@ def _build(name: str, spec: HeadSpec, in_channels: int, image_size: int, width: 
     return net
 
 
-@register_model("cnn_fc", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True, sized_by_heads=True)
+@register_model("cnn_fc", family="cnn_fc", category="global_op", native=("dense", "vector", "box"), fixed_size=True,
+                sized_by_heads=True)
 def cnn_fc(spec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
     return _build("cnn_fc", spec, in_channels, image_size, width, depth, sizing_heads=sizing_heads)
 
 
-@register_model("cnn_fc_fullres", family="cnn_fc", native=("dense", "vector", "box"), fixed_size=True,
-                sized_by_heads=True)
+@register_model("cnn_fc_fullres", family="cnn_fc", category="global_op", native=("dense", "vector", "box"),
+                fixed_size=True, sized_by_heads=True)
 def cnn_fc_fullres(spec, in_channels, image_size, width=None, depth=None, sizing_heads=None):
     return _build("cnn_fc_fullres", spec, in_channels, image_size, width, depth, True, sizing_heads)

@@ -107,6 +107,8 @@ class LrGridProbe(Probe):
         out = []
         for model in self.model_names(cfg, list(settings.models)):
             for task in self.task_names(cfg, list(settings.tasks)):
+                if ":" in model and task in ("locate", "multi_output"):  # heads are swapped on zoo trunks only
+                    continue
                 extra = {"distance": settings.shift_distance} if task == "shift" else {}
                 out += [Cell.make(self.name, model, task, seed=s, **extra) for s in cfg.seeds]
         return out

@@ -104,13 +104,23 @@ COLUMN_NAMES = {"n_seeds": "seeds", "param_variant": "variant", "param_head": "h
                 "latency_slope": "log-log slope of latency against pixels (1 = linear)"}
 KEY_HEADERS = frozenset({"model", "model [head]", "probe", "task", "error", "seed", "seeds", "variant", "head",
                          "metric", "run A", "run B", "B - A", "relative", "params"})
+# Summary columns that sections derive from declared metrics (intervals, medians, per-design
+# aggregates of the difficulty, hierarchy, realarch and lrgrid sections); the one list of them.
+DERIVED_HEADERS = frozenset({
+    'ERF 50% square / image (init)', 'LR band', 'LR band [CI]', 'MACs at the largest side',
+    'MACs exponent vs side', 'TRF against the image', 'abstraction depth (block, median)', 'beats constant',
+    'best acc', 'best selectivity', 'blocks', 'constant guess', 'final (without → with)',
+    'final score [95% CI]', 'graph vs numeric TRF', 'latency exponent vs side', 'lr source',
+    'majority share', 'notes', 'output', 'output stride', 'probed output', 'rate', 'records',
+    'seed failures', 'seed failures [CI]', 'shuffled floor', 'steps to target', 'steps to target [CI]',
+})
 SHAPE_HEADER = re.compile(r"^(\d+×\d+|d=\d+)$")  # contract sizes, shift distances
 
 
 def allowed_headers(run: "RunData") -> set[str]:
     """Every header a table of this run may carry: declared labels, cell parameters and keys."""
     params = {_param_label(c) for c in run.df.columns if str(c).startswith("param_")}
-    return set(run.labels.values()) | params | set(KEY_HEADERS) | set(COLUMN_NAMES.values())
+    return set(run.labels.values()) | params | set(KEY_HEADERS) | set(COLUMN_NAMES.values()) | DERIVED_HEADERS
 
 
 def header_problems(headers: Iterable[str], run: "RunData") -> list[str]:

@@ -73,16 +73,23 @@ def _value(row: pd.Series, key: str, default):
 
 
 def hierarchy_note(run: RunData) -> str:
-    """' Hierarchy probe (abstraction depth ...): model a/b trained ...' from the hierarchy records, or ''."""
+    """' Hierarchy probe (trained models; ...): fcn: task layer a/b (best s%), ...' from the hierarchy records, or ''.
+
+    Only the trained models are quoted on the card; the section shows the untrained ones beside them.
+    """
     df = run.ok("hierarchy")
     if df.empty or "abstraction_depth" not in df:
         return ""
-    parts = []
-    for (model, task, state), g in df.groupby(["model", "task", "param_state"], sort=True):
-        depth = pd.to_numeric(g["abstraction_depth"], errors="coerce").median()
-        n = pd.to_numeric(g["layers_count"], errors="coerce").median()
-        best = pd.to_numeric(g["best_selectivity_frac"], errors="coerce").mean()
-        where = "never" if pd.isna(depth) else f"layer {int(depth) + 1}/{int(n)}"
-        parts.append(f"{model} {state} on {task}: {where}, best selectivity {100 * best:.0f}%")
-    return (" Hierarchy probe (first layer whose linear-probe selectivity reaches 90% of the best; "
-            "evidence beside the verdict, not part of its rule): " + "; ".join(parts) + ".")
+    df = df[df["param_state"] == "trained"] if "param_state" in df else df
+    per_model = []
+    for model, gm in df.groupby("model", sort=True):
+        parts = []
+        for task, g in gm.groupby("task", sort=True):
+            depth = pd.to_numeric(g["abstraction_depth"], errors="coerce").median()
+            n = pd.to_numeric(g["layers_count"], errors="coerce").median()
+            best = pd.to_numeric(g["best_selectivity_frac"], errors="coerce").mean()
+            where = "never" if pd.isna(depth) else f"{int(depth) + 1}/{int(n)}"
+            parts.append(f"{task} {where} ({100 * best:.0f}%)")
+        per_model.append(f"{model}: " + ", ".join(parts))
+    return (" Hierarchy probe, trained models (first layer whose linear-probe selectivity reaches 90% of the "
+            "best, and that best; beside the verdict, not part of its rule): " + "; ".join(per_model) + ".")
