@@ -48,18 +48,10 @@ def release_cuda(device: str) -> None:
 
 @functools.lru_cache(maxsize=None)
 def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
-    if device.startswith("cuda"):
-        import torch
+    """The GPU's name, or the CPU's model name (``provenance.device_name``), looked up once per device."""
+    from fcnprobe.provenance import device_name as name
 
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or platform.machine()
+    return name(device)
 
 
 def machine(device: str) -> dict[str, Any]:

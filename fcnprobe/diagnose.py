@@ -51,41 +51,24 @@ def build_for_diagnosis(name: str, image_size: int) -> Any:
         raise UsageError(f"model '{name}' does not build ({one_line(exc)})") from None
 
 
-def _selected(model: Any, output: str | int | None, layer: str | None) -> Any:
-    """A module whose forward returns the probed tensor, so the ERF code sees a plain map."""
-    import torch.nn as nn
-
-    from fcnprobe.measure.outputs import probe_tensor
-
-    class Selected(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            return probe_tensor(self.model, x, output, layer)
-
-    return Selected()
-
-
 def _erf(model: Any, size: int, channels: int, output: str | int | None, layer: str | None, seed: int) -> dict:
     """ERF metrics of the centre unit over ERF_INPUTS Gaussian inputs; its 50% square's share of the image."""
     import torch
 
     from fcnprobe.analysis.erf import map_metrics
-    from fcnprobe.measure.erf import gradient_maps
+    from fcnprobe.measure.erf import UnitModule, gradient_maps
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(ERF_INPUTS, channels, size, size, generator=gen)
-    m_abs, m_sq, hw = gradient_maps(_selected(model, output, layer), x, ERF_INPUTS, gen)
+    m_abs, m_sq, hw = gradient_maps(UnitModule(model, output, layer), x, ERF_INPUTS, gen)
     centre = tuple((u // 2 + 0.5) * size / u - 0.5 for u in hw)  # centre of the unit's cell
     m = map_metrics(m_abs, m_sq, centre)
     return {"erf_std_px": m["erf_std_px"], "erf_side50_px": m["hca_side_px_t50"],
             "erf_cover50_frac": m["hca_area_frac_t50"]}
 
 
-def _fresh_bytes(model: Any, shape: tuple) -> int:
-    """Bytes of every non-view, out-of-place op output of one meta forward."""
+def _fresh_bytes(model: Any, shape: tuple) -> int | None:
+    """Bytes of every non-view, out-of-place op output of one meta forward (None where meta cannot run it)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
@@ -102,8 +85,11 @@ def _fresh_bytes(model: Any, shape: tuple) -> int:
             return out
 
     meta = copy.deepcopy(model).to("meta").eval()
-    with torch.no_grad(), Count():
-        meta(torch.empty(shape, device="meta"))
+    try:
+        with torch.no_grad(), Count():
+            meta(torch.empty(shape, device="meta"))
+    except (RuntimeError, NotImplementedError):  # data-dependent ops (.item()) have no meta kernel
+        return None
     return total[0]
 
 
@@ -142,7 +128,7 @@ def _at_size(model: Any, size: int, output: str | int | None, layer: str | None,
            "output_stride": (size / g.output_shape[-1]) if len(g.output_shape) == 4 else None,
            "macs": c.macs, "other_flops": c.other_flops, "activation_bytes": _fresh_bytes(model, shape),
            "latency_ms": _latency_ms(model, shape) if c.macs <= LATENCY_MAX_MACS else None}
-    if len(g.output_shape) == 4 or layer is not None:
+    if len(g.output_shape) == 4:  # the probed output (or --layer) is a map; tokens have no ERF square
         row["erf_init"] = _erf(model, size, shape[1], output, layer, seed)
     return row
 
@@ -158,8 +144,6 @@ def _slopes(rows: list[dict]) -> dict:
 def diagnose(model: Any, image_sizes: Sequence[int], output: str | int | None = None, layer: str | None = None,
              weights: str | Path | None = None, seed: int = 0) -> dict:
     """Measure ``model`` (an ``nn.Module``, at its current init) at each image size; see the module docstring."""
-    import torch
-
     from fcnprobe.measure.outputs import preserved_mode
 
     with preserved_mode(model):

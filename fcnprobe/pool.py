@@ -117,6 +117,7 @@ class KillablePool:
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._slots = [self._new_slot() for _ in range(workers)]
         self._failed_starts = 0  # workers that died before they were ready
+        self._broken: Exception | None = None  # set once workers cannot start: every task fails with it
         self._thread = threading.Thread(target=self._manage, daemon=True, name="fcnprobe-pool")
         self._thread.start()
 
@@ -125,6 +126,9 @@ class KillablePool:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         fut: cf.Future = cf.Future()
+        if self._broken is not None:
+            fut.set_exception(self._broken)
+            return fut
         with self._lock:
             self._queue.append((fut, fn, args))
         return fut
@@ -184,11 +188,20 @@ class KillablePool:
             slot.future.set_exception(why)
         self._failed_starts += not slot.ready
         if self._failed_starts > 2 * len(self._slots):  # workers cannot even start: fail, do not loop
-            with self._lock:
-                while self._queue:
-                    self._queue.popleft()[0].set_exception(WorkerDied(f"workers fail to start ({why})"))
+            self._break(WorkerDied(f"workers fail to start ({why})"))
             return
         self._slots[i] = self._new_slot()
+
+    def _break(self, why: Exception) -> None:
+        """Fail every queued and running task with ``why`` and stop managing: no task may wait forever."""
+        self._broken = why
+        with self._lock:
+            while self._queue:
+                self._queue.popleft()[0].set_exception(why)
+        for slot in self._slots:
+            if slot.future is not None and not slot.future.done():
+                slot.future.set_exception(why)
+        self._stop.set()
 
     def close(self) -> None:
         """Stop now: queued tasks are cancelled, running ones abandoned, every worker killed."""

@@ -32,7 +32,7 @@ from fcnprobe.errors import CellTimeout, SweepInterrupted, WorkerLost
 from fcnprobe.executors import CellExecutor, ExecutorSpec, create_executor, init_worker
 from fcnprobe.probes.base import PROBES, Cell, CellContext, manifest_declarations
 from fcnprobe.results import Record, RunStore
-from fcnprobe.utils import one_line
+from fcnprobe.utils import error_label, one_line
 
 __all__ = ["run_sweep", "plan", "execute_cell", "SweepSummary", "SweepInterrupted", "WorkerLost"]
 
@@ -70,13 +70,8 @@ def _non_finite(metrics: dict[str, Any]) -> str | None:
     return None
 
 
-def error_type(exc: BaseException) -> str:
-    """The record's ``error_type``: a class's own label (``Timeout``) or the exception class name."""
-    return str(getattr(exc, "error_type", type(exc).__name__))
-
-
 def _fail(rec: Record, exc: BaseException, trace: bool = True) -> None:
-    rec.status, rec.error, rec.error_type = "error", one_line(exc, 2000), error_type(exc)
+    rec.status, rec.error, rec.error_type = "error", one_line(exc, 2000), error_label(exc)
     if trace:
         rec.metrics["traceback"] = traceback.format_exc(limit=6)[-4000:]
 
@@ -121,12 +116,12 @@ def failure_records(cells: list[Cell], exc: BaseException, device: str) -> list[
     """One error record per cell of a task that failed as a whole (a timeout of a cell or of a group)."""
     from fcnprobe import provenance
 
-    out = []
+    out, prov = [], provenance.collect(_driver_device(device))  # the same for every member
     for cell in cells:
         rec = Record(cell.probe, cell.model, cell.task, cell.p, cell.seed, cell.cell_id)
         _fail(rec, exc, trace=False)
         rec.wall_time_s = float(getattr(exc, "seconds", 0.0))
-        rec.provenance = provenance.collect(_driver_device(device))
+        rec.provenance = dict(prov)
         out.append(rec.to_dict())
     return out
 

@@ -24,9 +24,14 @@ FAILURE_MIDPOINT = 0.5  # a bin fails below chance + FAILURE_MIDPOINT * (1 - cha
 MAX_MESSAGE = 500  # characters of an exception kept in a metric or record
 
 
+def error_label(exc: BaseException) -> str:
+    """A record's ``error_type``: an exception's own label (``Timeout``) or its class name."""
+    return str(getattr(exc, "error_type", type(exc).__name__))
+
+
 def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     """``'ValueError: first line of the message'``, cut to ``limit`` characters."""
-    label = str(getattr(exc, "error_type", type(exc).__name__))  # CellTimeout says 'Timeout'
+    label = error_label(exc)  # CellTimeout says 'Timeout'
     text = str(exc).strip().splitlines()
     return (f"{label}: {text[0]}" if text else label)[:limit]
 

@@ -58,3 +58,23 @@ def test_segformer_end_to_end(tmp_path):
     assert row["trf_kind"] == "global" and row["output_shape"][-2:] == [64, 64]
     assert any("1/4 of the input" in f for f in r["findings"]) and any("global" in f for f in r["findings"])
     assert (tmp_path / "diagnosis.html").exists() and (tmp_path / "diagnosis.json").exists()
+
+
+def test_a_token_layer_gets_no_erf_and_a_data_dependent_model_is_counted_for_real():
+    """--layer on a (B, C, N) output has no ERF square (it used to crash); ``.item()`` has no meta kernel."""
+    from torch import nn
+
+    tokens = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(2), nn.Linear(64, 5))
+    row = diagnose(tokens, [8], layer="1")["sizes"][0]
+    assert "erf_init" not in row and row["macs"] == 8 * 8 * 4 * 27 + 4 * 64 * 5
+
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) * float(x.abs().max().item() > 0)
+
+    row = diagnose(Gated(), [8])["sizes"][0]
+    assert row["macs"] == 8 * 8 * 4 * 27 and row["activation_bytes"] is None

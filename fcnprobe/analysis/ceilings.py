@@ -68,7 +68,6 @@ from fcnprobe.analysis.context import pooled_pair_ceiling
 
 CUE = 3  # object side in px (tasks.context.CUE_SIZE; this module stays torch-free)
 LEFT_OF_POOLED_CEILING = 0.5  # derived above: the pool forgets the order of the two objects
-GLOBAL_CUE_POOLED_CEILING = 1.0  # a control: one pooled detector solves it
 ALIGNED_PADDED_CEILING = 0.75  # asymmetric_pair_ceiling over rows: zero padding reveals each row, not their equality
 PIXEL_SAME_DIFFERENT_CEILING = 0.5  # one window sees one cue; the other colour is a fair coin given it
 

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from fcnprobe.analysis.shape import box_iou
-from fcnprobe.analysis.stats import BEATS_FRACTION, Interval, t_interval
+from fcnprobe.analysis.stats import Interval, beats_constant, t_interval
 
 TARGET_FRAC = 0.9  # steps to target: 90% of the best design's gain
 BAND_FRAC = 0.9  # LR band: rates within 90% of the design's best gain
@@ -125,14 +125,6 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def norm_gain(row: pd.Series, out: Output, score_col: str, const_col: str) -> float | None:
-    """(score - const) / headroom, signed; None where the record has no score (diverged)."""
-    s, c = _num(row.get(score_col)), _num(row.get(const_col))
-    if s is None or c is None or headroom(out, c) <= 0:
-        return None
-    return float(signed(s - c, out.higher)) / headroom(out, c)
-
-
 def final_val(row: pd.Series, out: Output) -> float | None:
     """The last point of the validation curve of ``out`` (None if diverged or missing)."""
     curve = row.get(f"{out.metric}_curve")
@@ -146,7 +138,8 @@ def design_of(row: pd.Series) -> str:
     return f"{row['model']}+{row['param_head']}" + (" +DS" if bool(row.get("param_deepsup")) else "")
 
 
-def _with_design(df: pd.DataFrame) -> pd.DataFrame:
+def with_design(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its ``design`` label and the learning rate as a number (``lr_value``)."""
     return df.assign(design=df.apply(design_of, axis=1), lr_value=pd.to_numeric(df["lr"], errors="coerce"))
 
 
@@ -221,7 +214,7 @@ def difficulty_table(df: pd.DataFrame, task: str) -> pd.DataFrame:
     outputs = OUTPUTS[task]
     if df.empty:
         return pd.DataFrame()
-    df = _with_design(df)
+    df = with_design(df)
     budget = int(max((max(s) for s in df["eval_steps"] if isinstance(s, (list, tuple, np.ndarray)) and len(s)),
                      default=0))
     chosen = {d: selected_lr(part, outputs) for d, part in df.groupby("design", sort=True)}
@@ -244,7 +237,7 @@ def _design_row(part: pd.DataFrame, at_lr: pd.DataFrame, out: Output, target: fl
     n = len(at_lr)
     fail = failure_interval(sum(acc["fails"]), n)
     if gain_iv is not None and gain_iv.defined:
-        beats = bool(gain_iv.lo > BEATS_FRACTION * room)
+        beats = math.isfinite(room) and room > 0 and beats_constant(gain_iv.lo, room)
     else:  # one seed: that seed's own within-run (bootstrap) gate
         beats = not any(acc["fails"])
     return {"design": first["design"], "model": first["model"], "head": first["param_head"],

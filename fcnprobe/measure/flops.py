@@ -16,14 +16,12 @@ these per-element costs (``OTHER_FORMULAS``):
 * resampling: 2 per interpolation tap per output element (one multiply-add;
   nearest copies, 0); grid sampling 8 per output element.
 
-The counter is ``torch.utils.flop_counter.FlopCounterMode`` with two additions
-(``TORCH_FORMULAS``): ``aten._scaled_dot_product_flash_attention_for_cpu``
-(which it misses) and the ``other_flops`` formulas. It runs unchanged on the
-meta device (shapes only, no compute, no memory), so a count taken there
-(``path="meta"``, above ``meta_above_macs``) has the same convention. On the
-real path fvcore cross-checks ``macs``: its MAC handles plus ``FVCORE_HANDLES``
-(SDPA, which fvcore counts as 0), norms and resampling switched off.
-``agree`` is True when both give the same MACs.
+The counter is ``torch.utils.flop_counter.FlopCounterMode`` with two additions (``TORCH_FORMULAS``):
+``aten._scaled_dot_product_flash_attention_for_cpu`` (which it misses) and the ``other_flops`` formulas.
+It runs unchanged on the meta device (shapes only, no compute, no memory), so a count taken there
+(``path="meta"``, above ``meta_above_macs``) has the same convention. On the real path fvcore
+cross-checks ``macs`` (its MAC handles plus ``FVCORE_HANDLES``: SDPA, which fvcore counts as 0; norms
+and resampling off); ``agree`` is True when both give the same MACs.
 
 * ``nn.MultiheadAttention`` / ``TransformerEncoderLayer`` in eval mode under
   ``no_grad`` take a fused fast path that no counter sees; counting runs with
@@ -315,17 +313,19 @@ def count_flops(model: nn.Module, inputs: "torch.Tensor | tuple", cross_check: b
                 meta_above_macs: float | None = None) -> FlopCount:
     """Count ``model(*inputs)``: ``macs`` (conv / linear / matmul / attention) and ``other_flops``.
 
-    With ``meta_above_macs``, a meta-device count runs first; above that many
-    MACs it is the result (``path="meta"``: same counter and convention, no
-    compute, not cross-checked). Otherwise the forward runs on the inputs'
-    device in the model's current train/eval mode, with grad enabled whatever
-    the caller's mode, and fvcore cross-checks the MACs (``agree``).
+    With ``meta_above_macs``, a meta-device count runs first; above that many MACs it is the result
+    (``path="meta"``: same counter and convention, no compute, not cross-checked); a model whose forward
+    cannot run on meta (``.item()``, data-dependent shapes) is counted for real. Otherwise the forward runs
+    on the inputs' device in the model's current mode, with grad enabled, and fvcore cross-checks the MACs.
     """
-    items = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    items, macs = (inputs if isinstance(inputs, (tuple, list)) else (inputs,)), None
     if meta_above_macs is not None:
-        with _counting_mode():
-            macs, other, stock = _torch_count(*_meta_copy(model, tuple(items)))
-        if sum(macs.values()) > meta_above_macs:
+        try:
+            with _counting_mode():
+                macs, other, stock = _torch_count(*_meta_copy(model, tuple(items)))
+        except (RuntimeError, NotImplementedError):
+            macs = None
+        if macs is not None and sum(macs.values()) > meta_above_macs:
             return FlopCount(sum(macs.values()), macs, sum(other.values()), other, "meta", None, {}, (), None, stock)
     with _counting_mode():
         args = _leaf_inputs(inputs)

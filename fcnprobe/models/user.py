@@ -141,11 +141,6 @@ def factory_args(path: str, factory: Callable[..., Any], values: dict[str, Any])
     return args
 
 
-def is_user_model(name: str) -> bool:
-    """``module.path:factory`` names are user models; registry names never hold a colon."""
-    return ":" in name
-
-
 def build_user_model(path: str, head: Any, in_channels: int = 3, image_size: int = 32,
                      width: int | None = None, depth: int | None = None,
                      **kwargs: Any) -> tuple["nn.Module", dict[str, Any]]:

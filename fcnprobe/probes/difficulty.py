@@ -31,7 +31,6 @@ default ``(0,)``); ``--seeds`` overrides them. Torch is imported only inside cel
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from fcnprobe.analysis.difficulty import OUTPUTS
 from fcnprobe.config import RunConfig

@@ -25,7 +25,7 @@ Per-layer ERF radii for conv nets are not measured here (the erf probe has them)
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fcnprobe.config import RunConfig
 from fcnprobe.metrics import declare, metric

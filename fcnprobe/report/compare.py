@@ -64,12 +64,6 @@ def differences(a: RunData, b: RunData) -> list[str]:
     return lines
 
 
-def device_warning(a: RunData, b: RunData) -> str | None:
-    """One sentence with every difference, or None (kept for callers of the older name)."""
-    lines = differences(a, b)
-    return ("; ".join(lines) + ".") if lines else None
-
-
 def render_comparison(a: RunData, b: RunData) -> str:
     deltas = metric_deltas(a, b)
     changed = deltas[deltas["B - A"].abs() > 0] if not deltas.empty else deltas

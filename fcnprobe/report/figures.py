@@ -163,13 +163,20 @@ def _attr(text: str) -> str:
 
 
 def unique_ids(figures: Iterable[Figure]) -> list[Figure]:
-    """Give repeated ids a numeric suffix (-2, -3, ...) in page order, in place."""
-    seen: dict[str, int] = {}
+    """Give repeated ids a numeric suffix (-2, -3, ...) in page order, in place; idempotent.
+
+    A suffix never takes an id another figure already has (``a, a, a-2`` -> ``a, a-3, a-2``).
+    """
     out = list(figures)
+    taken, used = {f.id or slug(f.alt) for f in out}, set()
     for f in out:
-        base = f.id or slug(f.alt)
-        seen[base] = seen.get(base, 0) + 1
-        f.id = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        base = cand = f.id or slug(f.alt)
+        n = 1
+        while cand in used or (cand != base and cand in taken):
+            n += 1
+            cand = f"{base}-{n}"
+        f.id = cand
+        used.add(cand)
     return out
 
 

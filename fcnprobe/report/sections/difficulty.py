@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fcnprobe.analysis.difficulty import OUTPUTS, BAND_FRAC, MIN_FAILURE_SEEDS, TARGET_FRAC, design_of
+from fcnprobe.analysis.difficulty import BAND_FRAC, MIN_FAILURE_SEEDS, OUTPUTS, TARGET_FRAC, with_design
 from fcnprobe.report import figures as F
 from fcnprobe.report.claim4 import cell, interval, preset_note, tables
 from fcnprobe.report.data import RunData, fmt, table_html
@@ -24,10 +24,6 @@ METHOD = (
     "best gain), seed failure rate (seeds that do not beat the constant guess; Clopper-Pearson interval, "
     f"deciding only with >= {MIN_FAILURE_SEEDS} seeds), and the held-out final score beside the constant guess. "
     "Intervals are 95% t-intervals over seeds. Deep supervision: auxiliary heads on every intermediate FCN layer.")
-
-
-def _with_design(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(design=df.apply(design_of, axis=1), lr_value=pd.to_numeric(df["lr"], errors="coerce"))
 
 
 def minmax_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -126,7 +122,7 @@ def difficulty_section(run: RunData) -> Section | None:
     sec = Section("difficulty", "Claim 4 — is training structured outputs harder for FCNs?",
                   "Do FCN designs need more steps, a narrower learning-rate band or more lucky seeds than the "
                   "best other design to learn the same structured output?", METHOD)
-    df = _with_design(df)
+    df = with_design(df)
     for task, tab in tables(run).items():
         part = df[df.task == task]
         chosen = dict(zip(tab.design, tab.lr))

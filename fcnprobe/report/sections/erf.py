@@ -1,7 +1,6 @@
 """Report section for the ERF probe: heatmaps, the depth law and the ERF/TRF table."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from fcnprobe.analysis.common import loglog_slope
