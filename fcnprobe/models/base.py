@@ -122,8 +122,12 @@ def measured_category(name: str) -> str | None:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a glob pattern, e.g. ``list_models("fcn*")``."""
-    return MODELS.names(pattern)
+    """Registered model names matching a glob pattern, e.g. ``list_models("fcn*")``.
+
+    Families registered with ``listed=False`` (the heavy real layouts of ``real.py``) are left out;
+    ``--models`` (``MODELS.select``) still names them.
+    """
+    return [n for n in MODELS.names(pattern) if MODELS.meta(n).get("listed", True)]
 
 
 def resolve_head(name: str, head: "str | HeadSpec") -> HeadSpec:

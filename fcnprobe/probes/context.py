@@ -101,6 +101,10 @@ class ContextSettings:
     steps_by_task: tuple[tuple[str, int], ...] = ()  # per-task step counts (still the same for every model)
     seeds: tuple[int, ...] = ()  # replicate indices used when the user gave no --seeds (cfg.seeds == (0,))
     early_stop: bool = False  # stop on a validation plateau (convergence.StopRule); steps are then the maximum
+    real_layouts: tuple[str, ...] = ()  # real layouts (models/real.py), trained on real_tasks at real_image_size
+    real_tasks: tuple[str, ...] = ()
+    real_image_size: int = 64
+    real_width: int | None = None  # the ResNet's base width (SegFormer keeps its own)
 
     def budget(self, task: str) -> "TrainBudget":
         """The training budget of ``task``: identical for every model in this preset."""
@@ -119,6 +123,11 @@ ALL_FAMILIES = ("fcn", "fcn_encdec", "dilated", "cnn_fc", "fcn_gap", "attention"
 TASKS = ("global_cue", "shift", "same_different", "aligned_image")
 STANDARD_TASKS = TASKS + ("same_different_dense", "left_of_image", "left_of")
 COVERING = ("dilated_deep", "fcn_encdec_deep", "fcn_pyramid")  # conv-only nets whose TRF covers the image
+# issue 17: an FCN on a ResNet-18 layout (half width, 2.8M params) and SegFormer-B0 (3.7M), at 64 px, on the
+# verdict tasks (two image-level, one pixel-level): ~90 and ~270 ms per step (batch 16, one thread, ~100
+# GFLOP/s), so 3 tasks x 3 seeds x 1200 steps at most ~ 3.9k core-s; early stopping usually ends them sooner.
+REAL_LAYOUTS = ("resnet18_fcn", "segformer_b0_seg")
+REAL_TASKS = ("same_different", "aligned_image", "same_different_dense")
 
 # Step times measured at width 16, batch 16, 32 px, one thread, on a shared box whose one-thread sgemm ran at
 # 44-82 GFLOP/s (the reference is 150): 10-85 ms per step (fcn 35-49, dilated ~35, dilated_deep 41-84,
@@ -142,7 +151,8 @@ SETTINGS = {
                                 tasks=STANDARD_TASKS, image_sizes=(32,), cuda_image_sizes=(),
                                 shift_distances=(0, 3, 12), steps=1200, batch_size=16, eval_samples=1024, width=16,
                                 depth=None, bin_step_px=2, pair_bin_px=4, steps_by_task=(("shift", 500),),
-                                seeds=(0, 1, 2), early_stop=True),
+                                seeds=(0, 1, 2), early_stop=True, real_layouts=REAL_LAYOUTS,
+                                real_tasks=REAL_TASKS, real_image_size=64, real_width=32),
     # GPU / cluster: every family, more distances, 5 seeds
     "full": ContextSettings(models=ALL_FAMILIES, tasks=STANDARD_TASKS, image_sizes=(64,), cuda_image_sizes=(128,),
                             shift_distances=(0, 2, 4, 6, 8, 12, 16, 24), steps=3000, batch_size=64,
@@ -167,13 +177,16 @@ class ContextProbe(Probe):
         if resolve_device(cfg.device).startswith("cuda"):
             sizes += list(settings.cuda_image_sizes)
         out: list[Cell] = []
-        for model in self.model_names(cfg, list(settings.models)):
-            for task in self.task_names(cfg, list(settings.tasks)):
-                for size in sizes:
+        for model in self.model_names(cfg, list(settings.models) + list(settings.real_layouts)):
+            real = model in settings.real_layouts
+            tasks = settings.real_tasks if real else settings.tasks
+            width = settings.real_width if real else settings.width
+            for task in self.task_names(cfg, list(tasks)):
+                for size in ([settings.real_image_size] if real else sizes):
                     for extra in _task_variants(task, size, settings):
                         head = create_task(task, image_size=size, **extra).head
                         out += [Cell.make(self.name, model, task, seed=s, head=head, image_size=size,
-                                          width=settings.width, depth=settings.depth, **extra)
+                                          width=width, depth=None if real else settings.depth, **extra)
                                 for s in _seeds(cfg, settings)]
         # longest budgets first, so a pool does not end on one long cell (stable: model order kept)
         return sorted(out, key=lambda c: -settings.budget(c.task).steps)

@@ -40,6 +40,7 @@ from fcnprobe.probes.base import Cell, CellContext, CellOutput, Probe, register_
 TASKS = ("multi_output", "locate")
 HEADS = ("linear", "softargmax", "heatmap_decode", "gap")
 TRUNKS = ("fcn", "cnn_fc", "attention")
+COVERING_TRUNK = "dilated_deep"  # the RF-covering conv-only trunk (TRF >= 2x the image side; issue 16)
 DEFAULT_SEEDS = RunConfig().seeds  # a run that did not pass --seeds
 
 
@@ -112,14 +113,14 @@ SMOKE = DifficultySettings(steps=4, batch_size=4, width=4, depth=2, eval_every=2
 QUICK = DifficultySettings(steps=120, batch_size=16, width=16, depth=4, eval_every=20, val_count=128,
                            test_count=256, lrs=(), seeds=(0,), deepsup_heads=("linear",),
                            note="quick: one seed and one learning rate per design (no LR band, no seed failure "
-                                "rate); deep supervision on the linear head only")
+                                "rate); deep supervision on the linear head only; no RF-covering trunk")
 STANDARD = DifficultySettings(steps=500, batch_size=16, width=16, depth=4, eval_every=25, val_count=256,
                               test_count=512, lrs=(1e-3, 3e-3, 1e-2), seeds=(0, 1, 2),
-                              deepsup_heads=("linear", "softargmax"),
+                              deepsup_heads=("linear", "softargmax"), trunks=TRUNKS + (COVERING_TRUNK,),
                               note="standard: 3 rates, 3 seeds (the seed failure rate decides nothing below 5)")
 FULL = DifficultySettings(steps=3000, batch_size=32, width=32, depth=6, eval_every=100, val_count=512,
                           test_count=1024, lrs=(3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1, 2, 3, 4),
-                          locate_image_size=64, note="full: 4 rates, 5 seeds")
+                          locate_image_size=64, trunks=TRUNKS + (COVERING_TRUNK,), note="full: 4 rates, 5 seeds")
 
 
 @register_probe("difficulty", order=35, help="claim 4: steps to target, LR band and seed failures per trunk x head")
