@@ -33,6 +33,14 @@ exposed; a forward pre-hook on each ``nn.TransformerEncoderLayer`` takes the
 layer's input and recomputes them from ``self_attn``'s in-projection (after
 ``norm1`` for pre-norm layers). Token positions assume a square grid of patches.
 
+ERF radius per block (issue 15: how *global* each layer is, beside how
+abstract): ``layer_erf_radii`` takes the centre unit of each block's spatial
+output and returns ``ERF_RADIUS_STDS`` x the root second moment (px) of its
+mean squared input-gradient map E[g^2] (the erf probe's ``erf_std_px``; Luo et
+al. 2016 find the ERF Gaussian, whose 2-sigma disc holds 86% of the mass).
+Token or vector outputs have no spatial unit: None (mean attention distance
+covers attention layers).
+
 Example::
 
     >>> feats = collect_features(model, images)                 # {block: (N, C)}
@@ -47,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+ERF_RADIUS_STDS = 2.0  # the ERF radius is this many ERF standard deviations
 RIDGE = 1e-2  # relative ridge on standardised features: stable with more channels than samples
 _BLOCK_TYPES = ("ConvBNReLU", "TransformerEncoderLayer", "GlobalContext", "NonLocalBlock", "Linear")
 
@@ -102,6 +111,47 @@ def collect_features(model: nn.Module, inputs: torch.Tensor, layers: list[str] |
         for h in hooks:
             h.remove()
     return {n: torch.cat(v) for n, v in store.items()}
+
+
+def _output_ranks(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, int]:
+    """The number of dimensions of each named module's output for one forward of ``x``."""
+    modules, ranks = dict(model.named_modules()), {}
+
+    def keep(name: str, out: torch.Tensor | tuple) -> None:  # a hook returning a value would replace the output
+        ranks.setdefault(name, (out[0] if isinstance(out, tuple) else out).dim())
+
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: keep(n, o)) for n in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ranks
+
+
+def layer_erf_radii(model: nn.Module, inputs: torch.Tensor, layers: list[str] | None = None,
+                    batch_size: int = 32, seed: int = 0) -> dict[str, float | None]:
+    """ERF radius in px (``ERF_RADIUS_STDS`` x the ERF std) of each block's centre unit over ``inputs``.
+
+    None for a block whose output is not a (B, C, h, w) map. The caller's train/eval flags are kept.
+    """
+    from fcnprobe.analysis.erf import map_metrics
+    from fcnprobe.measure.erf import UnitModule, gradient_maps
+    from fcnprobe.measure.outputs import preserved_mode
+
+    names = block_names(model) if layers is None else list(layers)
+    with preserved_mode(model):
+        ranks = _output_ranks(model.eval(), inputs[:1], names)
+        out: dict[str, float | None] = {}
+        for name in names:
+            if ranks.get(name) != 4:
+                out[name] = None
+                continue
+            signs = torch.Generator().manual_seed(seed)  # the same sign draw for every block
+            m_abs, m_sq, _ = gradient_maps(UnitModule(model, layer=name), inputs, batch_size, signs)
+            out[name] = ERF_RADIUS_STDS * float(map_metrics(m_abs, m_sq, None)["erf_std_px"])
+    return out
 
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

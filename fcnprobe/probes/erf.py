@@ -5,7 +5,11 @@ and stores its metrics (defined in ``fcnprobe.analysis.erf``) and maps. It
 measures every family at its default size, with random inits (variant
 ``noise``: white-noise inputs) and trained weights (task ``global_cue``: the
 context probe's weights when the run has them, else a brief training), and
-fcn / dilated at depths 2..32 (variant ``noise``, ``sweep=depth``).
+fcn / dilated at depths 2..32 (variant ``noise``, ``sweep=depth``). In
+``standard`` it also measures the trained weights of every context cell on
+the dense binned tasks (``trained_tasks``) and seeds (``trained_seeds``), so the
+context section can plot accuracy against distance / ERF radius on the very
+weights it scored (issue 15).
 
 The TRF is graph-exact (``fcnprobe.measure.trf_graph``: finite, global or
 unknown with the reason) for every model, checked in each cell against the
@@ -84,12 +88,16 @@ class ERFSettings:
     depth_models: tuple[str, ...] = ("fcn", "dilated")  # the families the issue sweeps over depth
     train_task: str = "global_cue"  # preferred task for trained weights (context probe's, else brief)
     trained_models: tuple[str, ...] | None = None  # families with a trained cell; None = every dense one
+    # issue 15: the ERF of the very weights the context probe scored, for its distance / ERF-radius view:
+    trained_tasks: tuple[str, ...] = ()  # more dense context tasks whose trained cells get an ERF cell each
+    trained_seeds: tuple[int, ...] = ()  # their seeds (the context preset's); () = the run's --seeds
 
 
 SMOKE = ERFSettings(n_inputs=4, batch_size=4, n_inits=1, depths=(2, 8), depth_inits=1, depth_inputs=2,
                     depth_image_size=32, train_steps=3, train_batch=4, trained_models=("fcn",))
 QUICK = ERFSettings(n_inputs=32, batch_size=32, n_inits=3, depths=(2, 4, 8, 16, 32), depth_inits=2,
                     depth_inputs=16, depth_image_size=48, train_steps=40, train_batch=16)
+STANDARD = dataclasses.replace(QUICK, trained_tasks=("same_different_dense", "left_of"), trained_seeds=(0, 1, 2))
 FULL = ERFSettings(n_inputs=256, batch_size=64, n_inits=8, depths=(2, 3, 4, 6, 8, 12, 16, 24, 32),
                    depth_inits=5, depth_inputs=128, depth_image_size=96, train_steps=600, train_batch=32)
 
@@ -119,7 +127,7 @@ def _trained_names(names: list[str], settings: ERFSettings, preset: str) -> list
 class ERFProbe(Probe):
     """ERF and TRF of every family (random inits and trained) and of fcn / dilated against depth."""
 
-    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": QUICK, "full": FULL}  # no training but brief
+    settings_by_preset = {"smoke": SMOKE, "quick": QUICK, "standard": STANDARD, "full": FULL}  # no training but brief
     metrics = ERF_METRICS
     version = 2  # 2: graph TRF, trf_check
     variants = (NOISE,)
@@ -144,7 +152,18 @@ class ERFProbe(Probe):
             cells += [self.variant_cell(name, NOISE, seed, sweep="depth", trained=False, init=i, depth=d,
                                         image_size=settings.depth_image_size)
                       for name in deep for d in settings.depths for i in range(settings.depth_inits)]
-        return cells
+        return cells + ([] if pick else self._more_trained(cfg, settings, trained, cells))
+
+    def _more_trained(self, cfg, settings: ERFSettings, trained: list[str], planned: list[Cell]) -> list[Cell]:
+        """Trained cells for ``trained_tasks`` and ``trained_seeds`` (the context probe's weights per seed)."""
+        if not settings.trained_tasks and not settings.trained_seeds:
+            return []
+        have = {(c.model, c.task, c.seed) for c in planned}
+        seeds = settings.trained_seeds if tuple(cfg.seeds) == (0,) and settings.trained_seeds else cfg.seeds
+        tasks = self.task_names(cfg, [settings.train_task, *settings.trained_tasks])
+        return [Cell.make("erf", n, t, seed, trained=True, init=0, sweep="family", depth=None, image_size=size)
+                for t in tasks for seed in seeds for n in trained
+                for size in cfg.image_sizes or (settings.image_size,) if (n, t, seed) not in have]
 
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
         import torch
@@ -208,10 +227,9 @@ def _trained_model(cell: Cell, ctx: CellContext) -> tuple["nn.Module", object, d
     from fcnprobe.models import create_model
     from fcnprobe.tasks import create_task
 
-    s = ctx.settings
-    rec = _context_record(ctx.run_dir, cell.model, s.train_task, cell.seed)
-    if rec is None:
-        return _brief_train(cell, ctx, create_task(s.train_task, image_size=cell.p["image_size"]))
+    rec = _context_record(ctx.run_dir, cell.model, cell.task, cell.seed)
+    if rec is None or (rec.task, rec.seed) != (cell.task, cell.seed) and cell.task != ctx.settings.train_task:
+        return _brief_train(cell, ctx, create_task(cell.task, image_size=cell.p["image_size"]))
     rp = rec.params
     model = create_model(cell.model, head=rp["head"], image_size=rp["image_size"],
                          width=rp.get("width"), depth=rp.get("depth"))

@@ -20,7 +20,9 @@ Read-outs (whole-image attributes) and control types (what the label is a functi
 Trained weights come from the context probe's cells (``weights.pt``, loaded with
 ``torch.load(weights_only=True)``); the sweep runs probes one after another, so
 they exist when this probe runs. A missing context cell is an error record.
-Per-layer ERF radii for conv nets are not measured here (the erf probe has them).
+Beside each block's selectivity it records how global the block is: its ERF
+radius (``measure.hierarchy.layer_erf_radii``, 2 x the ERF std of the block's
+centre unit, on the same weights and images; None for token outputs).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 SAMPLE_SEED_OFFSET = 2_000_029  # fresh samples: a stream neither training nor the context held-out set uses
 ATTENTION_SAMPLES = 64  # images for the mean attention distance
+ERF_SAMPLES = 32  # images for each block's ERF radius
 TYPE_CELL_PX = 4  # global_cue's control types: the cue position in 4 px cells
 STATES = ("trained", "init")
 
@@ -53,6 +56,8 @@ HIERARCHY_METRICS = declare([
     metric("best_selectivity_frac", "best selectivity over blocks", "higher"),
     metric("best_acc_frac", "best probe accuracy over blocks", "higher"), metric("chance_frac", "majority class share"),
     metric("attention_distance_by_layer_px", "mean attention distance per layer", is_array=True),
+    metric("erf_radius_by_layer_px", "ERF radius (2 x ERF std) per block; None for token/vector outputs",
+           is_array=True),
     metric("samples_count", "probe samples (half train, half test)", unit="count"),
     metric("context_cell", "the context cell whose weights were probed"),
 ])
@@ -95,7 +100,8 @@ class HierarchyProbe(Probe):
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
         import torch
 
-        from fcnprobe.measure.hierarchy import abstraction_depth, collect_features, mean_attention_distance, probe_curve
+        from fcnprobe.measure.hierarchy import (abstraction_depth, collect_features, layer_erf_radii,
+                                                mean_attention_distance, probe_curve)
 
         model = _model(cell, ctx)
         batch = _samples(cell, ctx)
@@ -103,6 +109,7 @@ class HierarchyProbe(Probe):
         curve = probe_curve(collect_features(model, batch.inputs), labels, types, split=0.5, seed=cell.seed)
         sel = [r["selectivity"] for r in curve]
         mad = mean_attention_distance(model, batch.inputs[:ATTENTION_SAMPLES])
+        erf = layer_erf_radii(model, batch.inputs[:ERF_SAMPLES], [r["layer"] for r in curve], seed=cell.torch_seed)
         counts = torch.bincount(torch.as_tensor(labels))
         return CellOutput(metrics={
             "layers": [r["layer"] for r in curve], "layers_count": len(curve),
@@ -112,6 +119,7 @@ class HierarchyProbe(Probe):
             "abstraction_depth": abstraction_depth(sel), "best_selectivity_frac": max(sel, default=None),
             "best_acc_frac": max((r["accuracy"] for r in curve), default=None),
             "chance_frac": float(counts.max() / counts.sum()), "attention_distance_by_layer_px": list(mad.values()),
+            "erf_radius_by_layer_px": list(erf.values()),
             "samples_count": len(labels), "context_cell": cell.p["context_cell"]})
 
 

@@ -65,8 +65,11 @@ def separation(fcn: pd.Series, other: pd.Series, key: str, harder_sign: int) -> 
 
 def interval(row: pd.Series, key: str) -> str:
     """'value [lo, hi]' of one metric, with ``DIGITS[key]`` significant digits."""
-    d = DIGITS[key]
-    return f"{fmt(row[key], d)} [{fmt(row[f'{key}_lo'], d)}, {fmt(row[f'{key}_hi'], d)}]"
+    d, lo, hi = DIGITS[key], row[f"{key}_lo"], row[f"{key}_hi"]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)):
+        why = "one seed" if row.get("n_seeds", 2) < 2 else "not finite"
+        return f"{fmt(row[key], d)} (no interval: {why})"
+    return f"{fmt(row[key], d)} [{fmt(lo, d)}, {fmt(hi, d)}]"
 
 
 def cell(row: pd.Series, key: str) -> str:

@@ -81,8 +81,11 @@ def claim1(run: RunData) -> tuple[str, str]:
 def claim2(run: RunData) -> tuple[str, str]:
     """From the shape contract: supported if every dense-head cell of the fully convolutional
     families that ran produced an output whose spatial size follows the input; not supported if
-    any did not. The evidence adds what the add-ons do: how many sizes a pooling adapter and
-    the fixed-size global-op models (cnn_fc) handle."""
+    any did not. This holds by construction for the zoo (its dense head resizes the trunk's map to
+    the input), and the card says so. The evidence adds what is not by construction: the native
+    output stride of real architectures before any resize (realarch), what each box adapter of the
+    reference FCN costs (head parameters) and achieves (held-out IoU on locate against the constant
+    guess), and how many sizes a pooling adapter and the fixed-size global-op models handle."""
     df = run.ok("shape", variant="contract")
     if df.empty or "follows_input" not in df:
         return "not measured", "needs shape-probe contract records."
@@ -92,9 +95,35 @@ def claim2(run: RunData) -> tuple[str, str]:
     if fcn_dense.empty:
         return "not measured", "no dense FCN contract cells ran."
     tied = int((fcn_dense.follows_input == True).sum())  # noqa: E712
-    ev = f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size"
+    ev = (f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size (by construction: the zoo's "
+          f"dense head resizes its map to the input)")
     ev += _adapter_and_fc_counts(df, _global_models(run, set(df.model)))
+    ev += _native_strides(run) + _adapter_results(run)
     return ("supported" if tied == len(fcn_dense) else "not supported"), ev + "."
+
+
+def _native_strides(run: RunData) -> str:
+    """Native output stride (input side / output side, before any resize) of each real architecture."""
+    df = run.ok("realarch")
+    if df.empty or "output_stride" not in df:
+        return ""
+    rows = df.dropna(subset=["output_stride"])
+    if rows.empty:
+        return ""
+    parts = [f"{m} {float(v):g}" for m, v in zip(rows.model, rows.output_stride)]
+    return "; native output stride of real architectures before any resize: " + ", ".join(parts)
+
+
+def _adapter_results(run: RunData) -> str:
+    """Each box adapter of the reference FCN on locate: head parameters and held-out IoU vs the constant."""
+    df = run.ok("shape", task="locate")
+    need = {"param_adapter", "iou_mean", "iou_mean_const", "head_params_count"}
+    if df.empty or not need <= set(df.columns):
+        return ""
+    df = df[(df.model == REFERENCE_FCN) & df.param_adapter.notna()]
+    parts = [f"{a} IoU {g.iou_mean.mean():.2f} vs constant {g.iou_mean_const.mean():.2f} "
+             f"({int(g.head_params_count.mean())} head params)" for a, g in df.groupby("param_adapter", sort=True)]
+    return f"; {REFERENCE_FCN}'s box adapters on locate: " + ", ".join(parts) if parts else ""
 
 
 def _adapter_and_fc_counts(df: pd.DataFrame, global_models: list[str]) -> str:

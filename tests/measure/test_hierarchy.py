@@ -143,3 +143,39 @@ def test_recomputed_weights_match_pytorchs_own():
         _, ref = layer.self_attn(h, h, h, need_weights=True, average_attn_weights=False)  # (B, nh, T, T)
         assert torch.allclose(attention_weights(layer, x), ref, atol=1e-6)
     assert len(mean_attention_distance(model, torch.randn(2, 3, 32, 32))) == len(layers)
+
+
+def _box_stack(n: int) -> nn.Sequential:
+    """n single-channel 3x3 convs with all-ones weights: the centre unit's gradient map after k layers is
+    the outer product of the k-fold convolution of [1, 1, 1] with itself (trinomial coefficients)."""
+    convs = [nn.Conv2d(1, 1, 3, padding=1, bias=False) for _ in range(n)]
+    for c in convs:
+        nn.init.ones_(c.weight)
+    return nn.Sequential(*convs)
+
+
+def test_layer_erf_radii_match_the_box_stack_closed_form():
+    from fcnprobe.measure.hierarchy import ERF_RADIUS_STDS, layer_erf_radii
+
+    net = _box_stack(4).train()
+    radii = layer_erf_radii(net, torch.rand(4, 1, 33, 33))
+    assert list(radii) == ["0", "1", "2", "3"]
+    for k, r in enumerate(radii.values(), start=1):
+        profile = np.array([1.0])
+        for _ in range(k):
+            profile = np.convolve(profile, np.ones(3))
+        q = profile**2  # the ERF std is read from E[g^2]; the map is separable, so each axis has q's spread
+        x = np.arange(len(q)) - k
+        assert r == pytest.approx(ERF_RADIUS_STDS * math.sqrt((q * x**2).sum() / q.sum()), rel=1e-9)
+    assert radii["0"] == pytest.approx(ERF_RADIUS_STDS * math.sqrt(2 / 3))  # one box: uniform on {-1, 0, 1}
+    assert net.training  # the caller's mode is restored
+
+
+def test_layer_erf_radii_leave_token_and_vector_blocks_out():
+    from fcnprobe.measure.hierarchy import block_names, layer_erf_radii
+
+    model = create_model("attention", head="vector:2", image_size=16, width=8, depth=2)
+    radii = layer_erf_radii(model, torch.randn(4, 3, 16, 16))
+    assert list(radii) == block_names(model)
+    assert radii["trunk.stem"] is not None  # a (B, C, h, w) patch map
+    assert all(v is None for k, v in radii.items() if k != "trunk.stem")  # encoder layers: tokens

@@ -229,3 +229,20 @@ def test_records_carry_units_lr_source_and_convergence(smoke_run):
         assert units.shape == (m["units_count"], len(m["dist_bin_lo_px"]))
         if rec.task in ("same_different", "aligned_image", "global_cue"):
             assert m["unit_kind"] == "pair" and m["units_count"] == SETTINGS["smoke"].eval_samples // 2
+
+
+def test_standard_trains_the_real_layouts_at_64_px_and_quick_does_not():
+    from fcnprobe.probes import PROBES
+    from fcnprobe.probes.context import REAL_LAYOUTS, REAL_TASKS
+
+    probe = PROBES.get("context")
+    cells = probe.cells(RunConfig(preset="standard", device="cpu"), SETTINGS["standard"])
+    real = [c for c in cells if c.model in REAL_LAYOUTS]
+    assert {(c.model, c.task, c.seed) for c in real} == {(m, t, s) for m in REAL_LAYOUTS for t in REAL_TASKS
+                                                       for s in (0, 1, 2)}
+    assert {c.p["image_size"] for c in real} == {64} and {c.p["image_size"] for c in cells if c not in real} == {32}
+    assert {"same_different_dense"} < set(REAL_TASKS)  # a pixel-level task beside the image-level ones
+    quick = probe.cells(RunConfig(preset="quick", device="cpu"), SETTINGS["quick"])
+    assert not {c.model for c in quick} & set(REAL_LAYOUTS)
+    only = probe.cells(RunConfig(preset="standard", device="cpu", models=("segformer*",)), SETTINGS["standard"])
+    assert {c.model for c in only} == {"segformer_b0_seg"} and {c.task for c in only} == set(REAL_TASKS)

@@ -211,6 +211,24 @@ def test_plan_covers_every_family_and_the_depth_sweep():
     assert len({c.cell_id for c in cells}) == len(cells)
 
 
+def test_standard_plans_an_erf_per_trained_context_cell():
+    from fcnprobe.probes import PROBES
+    from fcnprobe.probes.context import SETTINGS as CONTEXT
+
+    erf = PROBES.get("erf")
+    std = erf.cells(RunConfig(preset="standard"), erf.settings("standard"))
+    trained = {(c.model, c.task, c.seed) for c in std if c.p["trained"]}
+    s = erf.settings("standard")
+    want = {(m, t, seed) for m in CONTEXT["standard"].models for t in (s.train_task, *s.trained_tasks)
+            for seed in s.trained_seeds}
+    assert trained == want and len({c.cell_id for c in std}) == len(std)
+    assert set(s.trained_tasks) <= set(CONTEXT["standard"].tasks)
+    quick = erf.cells(RunConfig(preset="quick"), erf.settings("quick"))
+    assert {(c.task, c.seed) for c in quick if c.p["trained"]} == {("global_cue", 0)}
+    one = erf.cells(RunConfig(preset="standard", seeds=(5,)), s)  # --seeds wins
+    assert {c.seed for c in one if c.p["trained"]} == {5}
+
+
 def _fake_context_run(root) -> None:
     """A run holding one context record with fcn weights (width 8, depth 3) for global_cue."""
     store = RunStore(root)

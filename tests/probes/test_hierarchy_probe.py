@@ -70,6 +70,9 @@ def test_report_section_and_claim1_note(run, tmp_path):
 
     data = RunData.load(run)
     sec = hierarchy_section(data)
-    assert sec is not None and len(sec.figures) == 2 and len(sec.tables) == 1
+    assert sec is not None and len(sec.figures) == 4 and len(sec.tables) == 1  # selectivity + ERF radius per task
+    assert "ERF radius at that block (px)" in sec.tables[0][1]
+    df = data.ok("hierarchy")
+    assert all(len(r) == n for r, n in zip(df.erf_radius_by_layer_px, df.layers_count))
     note = hierarchy_note(data)  # trained models only, one clause per model
     assert "trained models" in note and "fcn: " in note and "same_different" in note and " init" not in note

@@ -48,8 +48,12 @@ def test_deep_supervision_taps_every_inner_layer_and_trains_them():
 
 def test_grid_plans_every_design_rate_and_seed():
     cells = DifficultyProbe().cells(RunConfig(preset="standard"), STANDARD)
-    n_designs = 2 * 3 * 4 + len(STANDARD.deepsup_heads)  # both tasks x trunks x heads + fcn deep supervision
+    n_designs = 2 * 4 * 4 + len(STANDARD.deepsup_heads)  # both tasks x 4 trunks x heads + fcn deep supervision
     assert len(cells) == n_designs * len(STANDARD.lrs) * len(STANDARD.seeds)
+    assert {c.model for c in cells} == {"fcn", "cnn_fc", "attention", "dilated_deep"}  # + the RF-covering trunk
+    covering = build_multi_head("dilated_deep", {"box": "box@softargmax"}, in_channels=4, image_size=32,
+                                width=STANDARD.width, depth=STANDARD.depth)
+    assert covering.trunk.receptive_field() >= 2 * STANDARD.multi_image_size
     assert {c.seed for c in cells} == {0, 1, 2}
     assert len(DifficultyProbe().cells(RunConfig(preset="standard", seeds=(4,)), STANDARD)) == len(cells) // 3
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fcnprobe.report.data import RunData
 from fcnprobe.report.verdicts import compute_verdicts
-from synthetic_run import PROV, contract, make_run
+from synthetic_run import PROV, _rec, contract, cue, make_run
 from tests.difficulty_synth import Design, as_records, records
 
 
@@ -47,3 +47,30 @@ def test_claim4_card_is_the_difficulty_rule(tmp_path):
     v = _verdicts(tmp_path, as_records(df, PROV))["claim4"]
     assert v.rule == " ".join(RULE.split()) and "steps to target" in v.rule
     assert v.verdict == "supported" and "locate/box [harder]" in v.evidence, v.evidence
+
+
+def test_claim2_says_by_construction_and_reads_native_strides_and_adapters(tmp_path):
+    recs = [contract("fcn", "dense:4", 32, [1, 4, 32, 32]),
+            _rec("realarch", "segformer_b0", "none", {"output_stride": 4.0}, 1),
+            _rec("realarch", "vit_tiny", "none", {"output_stride": None}, 2),
+            _rec("shape", "fcn", "locate", {"iou_mean": 0.9, "iou_mean_const": 0.02, "head_params_count": 51}, 3,
+                 adapter="softargmax"),
+            _rec("shape", "fcn", "locate", {"iou_mean": 0.01, "iou_mean_const": 0.02, "head_params_count": 68}, 4,
+                 adapter="gmp")]
+    ev = _verdicts(tmp_path, recs)["claim2"].evidence
+    assert "by construction" in ev and "segformer_b0 4" in ev and "vit_tiny" not in ev
+    assert "softargmax IoU 0.90 vs constant 0.02 (51 head params)" in ev and "gmp IoU 0.01" in ev
+
+
+def test_context_erf_view_reads_the_erf_of_the_same_weights(tmp_path):
+    from fcnprobe.report.sections.context import ERF_RADIUS_STDS, bins_frame, erf_radii
+
+    ctx = cue("fcn", [1.0, 0.9, 0.6, 0.5, 0.5, 0.5], 13)
+    erf = [_rec("erf", "fcn", "global_cue", {"erf_std_px": 2.5, "weights_source": "context",
+                                             "weights_cell": ctx.cell_id}, 1, trained=True),
+           _rec("erf", "fcn", "none", {"erf_std_px": 9.0, "weights_source": None, "weights_cell": None}, 2)]
+    run = RunData.load(make_run(tmp_path, [ctx, *erf]))
+    radii = erf_radii(run)
+    assert radii == {ctx.cell_id: ERF_RADIUS_STDS * 2.5}  # the untrained map is not the scored weights'
+    frame = bins_frame(run.ok("context", "global_cue"), radii)
+    assert (frame.dist_over_erf_radius == (frame.bin_centre_px / 5.0).round(3)).all()

@@ -6,8 +6,10 @@ against distance / the task's reach (for pair tasks the reach adds the cue size:
 a window holds both objects up to reach). A model whose line stays high right
 of 1 on the reach axis uses context beyond its TRF; the RF-covering conv nets
 (dilated_deep, fcn_encdec_deep, fcn_pyramid) never get right of 1, so for them
-the question is whether they stay high at all (claim 3). ERF-normalised views
-need the erf probe's map of the same trained weights (not yet wired).
+the question is whether they stay high at all (claim 3). A fourth view divides
+by the ERF radius (2 x the ERF std) that the erf probe measured on the very
+weights each context cell trained (its ``weights_cell``); cells without such an
+ERF record are left out of that view.
 """
 from __future__ import annotations
 
@@ -30,25 +32,41 @@ def binned_tasks(run: RunData) -> list[str]:
     return sorted(df[many].task.unique())
 
 
-def bins_frame(df: pd.DataFrame) -> pd.DataFrame:
+ERF_RADIUS_STDS = 2.0  # the ERF radius is 2 ERF std (as measure.hierarchy's); the report cannot import torch
+
+
+def erf_radii(run: RunData) -> dict[str, float]:
+    """ERF radius (px) of each context cell's trained weights, keyed by the context cell id (erf records)."""
+    df = run.ok("erf")
+    if df.empty or not {"weights_cell", "weights_source", "erf_std_px"} <= set(df.columns):
+        return {}
+    df = df[df["weights_cell"].notna() & (df["weights_source"] == "context")]
+    return {c: ERF_RADIUS_STDS * float(v) for c, v in zip(df["weights_cell"], df["erf_std_px"]) if pd.notna(v)}
+
+
+def bins_frame(df: pd.DataFrame, erf: dict[str, float] | None = None) -> pd.DataFrame:
     """Long table of one row per (model, seed, distance bin): the figure's data, straight from the records."""
-    rows = []
+    rows, erf = [], erf or {}
     for _, r in df.iterrows():
         for lo, hi, acc in zip(r["dist_bin_lo_px"], r["dist_bin_hi_px"], r["acc_by_dist_frac"]):
             rows.append({"model": r.model, "seed": r.seed, "dist_bin_lo_px": lo, "dist_bin_hi_px": hi,
                          "bin_centre_px": (lo + hi) / 2, "acc_frac": np.nan if acc is None else acc,
                          "reach_px": reach_of(r), "chance_frac": r.get("chance_frac"),
-                         "trf_radius_px": r.get("trf_radius_px")})
+                         "trf_radius_px": r.get("trf_radius_px"), "erf_radius_px": erf.get(r.cell_id, np.nan)})
     out = pd.DataFrame(rows)
     if not out.empty:
-        for col, by in (("dist_over_trf_radius", "trf_radius_px"), ("dist_over_reach", "reach_px")):
+        for col, by in (("dist_over_trf_radius", "trf_radius_px"), ("dist_over_reach", "reach_px"),
+                        ("dist_over_erf_radius", "erf_radius_px")):
             den = pd.to_numeric(out[by], errors="coerce")
             out[col] = (out["bin_centre_px"] / den.where(den > 0)).round(3)
     return out
 
 
 RATIO_AXES = {"dist_over_trf_radius": "distance ÷ TRF radius (1 = edge of the TRF)",
-              "dist_over_reach": "distance ÷ the task's reach (1 = farthest a window holds both ends)"}
+              "dist_over_reach": "distance ÷ the task's reach (1 = farthest a window holds both ends)",
+              "dist_over_erf_radius": "distance ÷ ERF radius (2 ERF std, measured on the same trained weights)"}
+_RATIO_WHAT = {"dist_over_trf_radius": "TRF radius", "dist_over_reach": "reach on this task",
+               "dist_over_erf_radius": "ERF radius (2 x the ERF std of the same trained weights, from the erf probe)"}
 
 
 def _ratio_figure(run: RunData, task: str, x: str) -> F.Figure | None:
@@ -56,7 +74,7 @@ def _ratio_figure(run: RunData, task: str, x: str) -> F.Figure | None:
     df = run.ok("context", task)
     if df.empty or "acc_by_dist_frac" not in df:
         return None
-    data = bins_frame(df).dropna(subset=[x])
+    data = bins_frame(df, erf_radii(run) if x == "dist_over_erf_radius" else None).dropna(subset=[x])
     if data.empty:
         return None
     styles = F.StyleMap.from_models(run.df.model)
@@ -68,10 +86,13 @@ def _ratio_figure(run: RunData, task: str, x: str) -> F.Figure | None:
     ax.axhline(float(df["chance_frac"].mean()), color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set(xlabel=RATIO_AXES[x], ylabel="held-out accuracy (higher is better)", ylim=(0, 1.02))
     ax.legend(fontsize=7, ncols=2)
-    cap = (f"{task}: the bins of the first figure, with distance divided by each finite-TRF model's "
-           f"{'TRF radius' if x == 'dist_over_trf_radius' else 'reach on this task'} (global models have none and "
-           f"are left out). Right of the dotted line no window holds both ends; a line that stays high there "
-           f"uses context beyond its TRF. Median over seeds, shaded 95% band when several.")
+    who = ("each trained cell's" if x == "dist_over_erf_radius" else
+           "each finite-TRF model's")
+    right = ("the cue lies beyond where most of the centre unit's gradient falls" if x == "dist_over_erf_radius"
+             else "no window holds both ends; a line that stays high there uses context beyond its TRF")
+    cap = (f"{task}: the bins of the first figure, with distance divided by {who} {_RATIO_WHAT[x]} "
+           f"(models without one are left out). Right of the dotted line {right}. Median over seeds, shaded 95% "
+           f"band when several.")
     return F.render(fig, f"context-{task}-{x.replace('_', '-')}", cap, f"Accuracy against {RATIO_AXES[x]} on {task}",
                     data)
 

@@ -4,7 +4,9 @@ One figure per attribute task: selectivity (probe accuracy - control-task
 accuracy, Hewitt & Liang 2019) against relative depth (block index / (blocks -
 1)), trained models left, the same models at init right. A table gives each
 model's abstraction depth (first block whose selectivity reaches 90% of its
-best), best accuracy and best selectivity, with the shuffled-label floor.
+best), the ERF radius of that block, best accuracy and best selectivity, with
+the shuffled-label floor. A second figure per task gives each block's ERF
+radius against depth: how global the layer is, beside how abstract.
 """
 from __future__ import annotations
 
@@ -27,8 +29,40 @@ def curves_frame(df: pd.DataFrame) -> pd.DataFrame:
                          "accuracy": r["probe_acc_by_layer_frac"][i],
                          "control_accuracy": r["control_acc_by_layer_frac"][i],
                          "shuffled_accuracy": r["shuffled_acc_by_layer_frac"][i],
-                         "selectivity": r["selectivity_by_layer_frac"][i]})
+                         "selectivity": r["selectivity_by_layer_frac"][i], "erf_radius_px": _at(r, i)})
     return pd.DataFrame(rows)
+
+
+def _at(r: pd.Series, i: int) -> float:
+    """Block i's ERF radius (px), NaN where not measured (token outputs, older records)."""
+    radii = r.get("erf_radius_by_layer_px")
+    if not isinstance(radii, (list, tuple, np.ndarray)) or i >= len(radii) or radii[i] is None:
+        return np.nan
+    return float(radii[i])
+
+
+def _erf_figure(run: RunData, task: str) -> F.Figure | None:
+    """ERF radius against relative depth, trained and at init: how global each block is."""
+    df = run.ok("hierarchy", task)
+    if df.empty or "erf_radius_by_layer_px" not in df:
+        return None
+    data = curves_frame(df).dropna(subset=["erf_radius_px"])
+    if data.empty:
+        return None
+    styles = F.StyleMap.from_models(run.df.model)
+    fig, axes = F.new(width=8.0, ncols=2)
+    for ax, state in zip(axes[0], ("trained", "init")):
+        part = data[data.state == state]
+        if not part.empty:
+            F.plot_band(ax, F.seed_band(part, "model", "rel_depth", "erf_radius_px"), "model", "rel_depth",
+                        styles, label=lambda m: m.replace("$", r"\$"))
+        ax.set(title=state, xlabel="relative depth (block / last block)")
+    axes[0][0].set_ylabel("ERF radius of the block's centre unit (px)")
+    axes[0][0].legend(fontsize=7)
+    cap = (f"{task}: how global each block is, on the same weights and images as the probes above: 2 x the "
+           f"ERF std of the block's centre unit (px). Blocks with token or vector outputs have none (attention "
+           f"layers: see the mean attention distance). Median over seeds, shaded 95% band when several.")
+    return F.render(fig, f"hierarchy-{task}-erf", cap, f"ERF radius against depth on {task}", data)
 
 
 def _figure(run: RunData, task: str) -> F.Figure | None:
@@ -62,9 +96,18 @@ def _table(run: RunData) -> str | None:
         floor = np.mean([np.mean(v) for v in g["shuffled_acc_by_layer_frac"]])
         rows.append({"task": task, "model": model, "state": state, "blocks": int(g["layers_count"].iloc[0]),
                      "abstraction depth (block, median)": None if depth.isna().all() else float(depth.median()),
+                     "ERF radius at that block (px)": _erf_at_depth(g),
                      "best acc": g["best_acc_frac"].mean(), "best selectivity": g["best_selectivity_frac"].mean(),
                      "shuffled floor": floor, "majority share": g["chance_frac"].mean(), "seeds": len(g)})
     return table_html(pd.DataFrame(rows), run.labels)
+
+
+def _erf_at_depth(g: pd.DataFrame) -> float | None:
+    """Median over seeds of the ERF radius of the block at each record's abstraction depth."""
+    vals = [_at(r, int(r["abstraction_depth"])) for _, r in g.iterrows()
+            if pd.notna(r.get("abstraction_depth")) and "erf_radius_by_layer_px" in r]
+    vals = [v for v in vals if np.isfinite(v)]
+    return float(np.median(vals)) if vals else None
 
 
 @register_section("hierarchy", order=12)
@@ -75,9 +118,7 @@ def hierarchy_section(run: RunData) -> Section | None:
                   "Does any convolution-only layer carry whole-image information a linear probe can read, and "
                   "does it arrive later, or never, compared with the global-op designs?", _METHOD)
     for task in sorted(run.ok("hierarchy").task.unique()):
-        fig = _figure(run, task)
-        if fig:
-            sec.figures.append(fig)
+        sec.figures += [f for f in (_figure(run, task), _erf_figure(run, task)) if f is not None]
     tab = _table(run)
     if tab:
         sec.tables.append(("Abstraction depth and best selectivity per model (mean over seeds)", tab))
@@ -89,5 +130,6 @@ _METHOD = ("Linear probes after Alain & Bengio (2016): every block's output of a
            "Controls after Hewitt & Liang (2019): a shuffled-label floor, and a control task that gives each input "
            "type (the colour pair, the pair of rows, the cue position) a random but consistent label; selectivity "
            "is accuracy minus control accuracy. Trained weights are the context probe's; 'init' is the same "
-           "architecture at random init. Attention models also record the mean attention distance per layer "
-           "(Raghu et al. 2021). The claim-1 card lists the abstraction depths beside its verdict.")
+           "architecture at random init. How global each block is: its ERF radius (2 x the ERF std of the "
+           "block's centre unit, on the same weights and images); attention models also record the mean attention "
+           "distance per layer (Raghu et al. 2021). The claim-1 card lists the abstraction depths beside its verdict.")
