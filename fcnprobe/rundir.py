@@ -31,6 +31,7 @@ def check_filters(probe_names: list[str], cfg: RunConfig, cells: list[Cell]) -> 
     if cfg.tasks:
         every = {c.task for name in probe_names
                  for c in PROBES.get(name).plan(dataclasses.replace(cfg, tasks=()))}
+        every |= {v for name in probe_names for v in PROBES.get(name).variants}  # --tasks also names variants
         for pat in cfg.tasks:
             if not any(fnmatch.fnmatchcase(t, pat) for t in every):
                 close = difflib.get_close_matches(pat, sorted(every), n=2, cutoff=0.5)

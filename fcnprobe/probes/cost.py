@@ -20,6 +20,11 @@ Cells (the ``variant`` says which; neither runs a registered task):
   record with ``forward_ok=False`` and ``error_message``. Out of memory halves
   the batch as timm's ``_try_run`` does (``batch_used``, ``oom_backoffs``); out
   of memory at batch 1 is recorded the same way with ``oom=True``.
+* ``trained`` -- the MACs per sample of every configuration the context probe
+  trains in this preset (model, head, size, width, depth, input channels, read
+  from its plan), for the report's compute-matched view (issue 13): ``macs``
+  per forward of one sample, and ``train_macs_per_sample`` = 3 x ``macs`` (a
+  backward costs about two forwards; Kaplan et al. 2020). Counted, not timed.
 * ``roofline`` (model ``none``) -- a square fp32 matmul's GFLOP/s on the same
   device with the same threads. Each timed forward cell also times that sgemm
   in blocks interleaved with its own, so ``roofline_frac`` (achieved GFLOP/s
@@ -53,7 +58,7 @@ BUILD_SIZE = 32  # every model is built for 32 px (its default) and evaluated at
 IN_CHANNELS = 3
 DEFAULT_MODELS = ("fcn", "fcn_encdec", "dilated", "cnn_fc", "fcn_gap", "attention", "nonlocal",
                   "coordconv", "seed_simple_fcn")  # the seed's three examples share one architecture
-FORWARD, ROOFLINE = "forward", "roofline"  # the variants
+FORWARD, ROOFLINE, TRAINED = "forward", "roofline", "trained"  # the variants
 _MACHINE = [metric("threads_count", "torch threads", unit="count"), metric("device_name", "device"),
             metric("tf32_matmul", "TF32 matmul on"), metric("tf32_cudnn", "TF32 cuDNN on")]
 _COUNTS = [metric("macs", "multiply-adds per forward", "lower"), metric("flops", "FLOPs per forward", "lower"),
@@ -83,7 +88,8 @@ COST_METRICS = declare(_MACHINE, _COUNTS, _TIMING, [
     metric("build_size", "side the model was built for", unit="px"), metric("forward_ok", "forward ran"),
     metric("error_message", "why the forward failed"), metric("oom", "out of memory"),
     metric("timed", "timed"), metric("gemm_gflops_per_s", "sgemm rate", "higher"),
-    metric("gemm_n", "sgemm side", unit="count")])
+    metric("gemm_n", "sgemm side", unit="count"),
+    metric("train_macs_per_sample", "MACs per training sample (3 x forward)", "lower", unit="MACs")])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +119,7 @@ class CostProbe(Probe):
 
     metrics = COST_METRICS
     version = 2  # 2: one MAC convention, other_flops, flops_path
-    variants = (FORWARD, ROOFLINE)
+    variants = (FORWARD, ROOFLINE, TRAINED)
 
     settings_by_preset = {
         "smoke": CostSettings(models=("fcn", "attention", "cnn_fc"), sizes=(32, 64), sizes_cuda=(32, 64),
@@ -133,14 +139,18 @@ class CostProbe(Probe):
 
         cuda = resolve_device(cfg.device).startswith("cuda")
         models = self.model_names(cfg, list(settings.models) or list_models())
-        out = [self.variant_cell(NO_TASK, ROOFLINE, seed=s) for s in cfg.seeds]
+        out = [self.variant_cell(NO_TASK, ROOFLINE, seed=s) for s in cfg.seeds if self.wants_variant(cfg, ROOFLINE)]
         sizes = cfg.image_sizes or (settings.sizes_cuda if cuda else settings.sizes)
         pick = {} if cfg.output is None else {"output": cfg.output}
-        for model in models:
+        for model in models if self.wants_variant(cfg, FORWARD) else ():
             for size in sizes:
                 batches = (1, settings.throughput_batch) if size in settings.throughput_sizes else (1,)
                 out += [self.variant_cell(model, FORWARD, seed=s, size=size, batch=b, **pick)
                         for b in batches for s in cfg.seeds]
+        if self.wants_variant(cfg, TRAINED) and not pick:
+            from fcnprobe.probes.cost_trained import trained_cells
+
+            out += trained_cells(self, cfg)
         return out
 
     def run_cell(self, cell: Cell, ctx: CellContext) -> CellOutput:
@@ -151,8 +161,13 @@ class CostProbe(Probe):
             n = _gemm_n(ctx.settings, ctx.device)
             return CellOutput(metrics={"gemm_gflops_per_s": gemm_gflops(n, _timing(ctx.settings), ctx.device),
                                        "gemm_n": n, **machine(ctx.device)})
+        if cell.p["variant"] == TRAINED:
+            from fcnprobe.probes.cost_trained import trained_macs
+
+            return CellOutput(metrics=trained_macs(cell, ctx.device))
         return CellOutput(metrics=measure_forward(cell.model, cell.p["size"], cell.p["batch"], ctx,
                                                   cell.p.get("output")))
+
 
 
 def _timing(settings: CostSettings) -> "TimingConfig":
