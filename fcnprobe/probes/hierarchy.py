@@ -85,6 +85,7 @@ class HierarchyProbe(Probe):
 
     settings_by_preset = SETTINGS
     metrics = HIERARCHY_METRICS
+    version = 2  # 2: the ERF radius per block (erf_radius_by_layer_px)
 
     def cells(self, cfg: RunConfig, settings: HierarchySettings) -> list[Cell]:
         from fcnprobe.probes import PROBES
