@@ -10,7 +10,8 @@ derived from the sorted model list, unique for up to 24 models and the same in
 every figure. Colours are the Okabe-Ito palette (colour-blind safe); the marker
 and line style mean colour never carries meaning alone. ``log_axis`` puts enough
 labelled ticks on a log axis to read a value; ``seed_band`` and ``plot_band``
-draw the median over seeds with a 95% band once there is more than one seed.
+draw the median over seeds with a band from the lowest to the highest seed once
+there is more than one (3 to 5 seeds are too few for a quantile band).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">"]  # 12 mar
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (5, 3))]
 PNG_DPI = 120  # sharp enough for 32x32 maps, small enough to keep the page well under 5 MB
 SUBS_NARROW = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # ticks per decade when under one decade
-BAND = (2.5, 97.5)  # percentiles over seeds drawn as the shaded band: the central 95%
+BAND_WORDS = "shaded from the lowest to the highest seed"  # what plot_band's band is, for captions
 
 plt.rcParams.update({
     "svg.hashsalt": "fcnprobe",  # stable element ids -> byte-stable SVG
@@ -221,25 +222,24 @@ def _tick_label(v: float, _pos=None) -> str:
 
 
 def seed_band(df: pd.DataFrame, group: str, x: str, y: str) -> pd.DataFrame:
-    """Per (group, x): median of ``y`` over rows (seeds), the central 95% band and the seed count."""
+    """Per (group, x): median of ``y`` over rows (seeds), the lowest and highest seed, and the seed count."""
     rows = []
     for (g, xv), part in df.groupby([group, x], sort=True):
         vals = pd.to_numeric(part[y], errors="coerce").dropna().to_numpy(float)
         if vals.size == 0:
             continue
-        lo, hi = np.percentile(vals, BAND)
-        rows.append({group: g, x: xv, "median": float(np.median(vals)), "lo95": float(lo), "hi95": float(hi),
-                     "n_seeds": int(vals.size)})
-    return pd.DataFrame(rows, columns=[group, x, "median", "lo95", "hi95", "n_seeds"])
+        rows.append({group: g, x: xv, "median": float(np.median(vals)), "min": float(vals.min()),
+                     "max": float(vals.max()), "n_seeds": int(vals.size)})
+    return pd.DataFrame(rows, columns=[group, x, "median", "min", "max", "n_seeds"])
 
 
-def plot_band(ax, band: pd.DataFrame, group: str, x: str, styles: StyleMap, label=str) -> None:
-    """Median line per group; a shaded 95% band where some x has more than one seed."""
+def plot_band(ax, band: pd.DataFrame, group: str, x: str, styles: StyleMap, label=str, **line) -> None:
+    """Median line per group; shaded from the lowest to the highest seed where some x has more than one."""
     for g, part in band.groupby(group, sort=True):
         st = styles[g]
-        ax.plot(part[x], part["median"], label=label(g), **st)
+        ax.plot(part[x], part["median"], label=label(g), **st, **line)
         if (part["n_seeds"] > 1).any():
-            ax.fill_between(part[x], part["lo95"], part["hi95"], color=st["color"], alpha=0.18, linewidth=0)
+            ax.fill_between(part[x], part["min"], part["max"], color=st["color"], alpha=0.18, linewidth=0)
 
 
 def errorbar_iqr(ax, x, median, iqr, st: dict, label: str) -> None:

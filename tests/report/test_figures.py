@@ -78,12 +78,12 @@ def test_log_axis_has_enough_labels(lo, hi, least):
     F.plt.close(fig)
 
 
-def test_seed_band_median_and_percentiles():
+def test_seed_band_median_and_lowest_to_highest_seed():
     df = pd.DataFrame({"model": ["a"] * 4 + ["b"], "x": [0, 0, 0, 1, 0], "y": [1.0, 2.0, 6.0, 5.0, 7.0]})
     band = F.seed_band(df, "model", "x", "y").set_index(["model", "x"])
     assert band.loc[("a", 0), "median"] == 2.0 and band.loc[("a", 0), "n_seeds"] == 3
-    assert band.loc[("a", 0), "lo95"] == pytest.approx(np.percentile([1, 2, 6], 2.5))
-    assert band.loc[("b", 0), ["lo95", "median", "hi95"]].tolist() == [7.0, 7.0, 7.0]  # one seed: no band
+    assert band.loc[("a", 0), ["min", "max"]].tolist() == [1.0, 6.0]  # 3 seeds: no quantile band, the range
+    assert band.loc[("b", 0), ["min", "median", "max"]].tolist() == [7.0, 7.0, 7.0]  # one seed: no band
 
 
 def test_radial_mass_closed_forms():

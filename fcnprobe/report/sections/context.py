@@ -91,8 +91,8 @@ def _ratio_figure(run: RunData, task: str, x: str) -> F.Figure | None:
     right = ("the cue lies beyond where most of the centre unit's gradient falls" if x == "dist_over_erf_radius"
              else "no window holds both ends; a line that stays high there uses context beyond its TRF")
     cap = (f"{task}: the bins of the first figure, with distance divided by {who} {_RATIO_WHAT[x]} "
-           f"(models without one are left out). Right of the dotted line {right}. Median over seeds, shaded 95% "
-           f"band when several.")
+           f"(models without one are left out). Right of the dotted line {right}. Median over seeds, {F.BAND_WORDS} "
+           f"when several.")
     return F.render(fig, f"context-{task}-{x.replace('_', '-')}", cap, f"Accuracy against {RATIO_AXES[x]} on {task}",
                     data)
 
@@ -119,8 +119,8 @@ def _distance_figure(run: RunData, task: str) -> F.Figure | None:
     ax.legend(fontsize=7, ncols=2)
     alt = f"Accuracy against cue distance on {task} for {', '.join(sorted(df.model.unique()))}"
     cap = (f"{task}: lines that drop to chance (dashed grey) right of their dotted vertical fail beyond their "
-           f"reach; lines that stay high there use context beyond their TRF. Median over seeds, shaded 95% "
-           f"band when there are several; dotted black, where shown: the best accuracy any "
+           f"reach; lines that stay high there use context beyond their TRF. Median over seeds, {F.BAND_WORDS} "
+           f"when there are several; dotted black, where shown: the best accuracy any "
            f"translation-invariant sum of local functions can reach.")
     return F.render(fig, f"context-{task}-distance", cap, alt, data)
 
@@ -138,7 +138,8 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
     ax.set(xlabel="shift distance d (px)", ylabel="held-out accuracy (higher is better)", ylim=(0, 1.02))
     ax.legend(fontsize=7)
     cap = ("shift: one model trained per distance d, whose output at p must copy the input class at p+d; "
-           "a line that falls to chance at some d cannot see d px away (median over seeds, 95% band when several).")
+           "a line that falls to chance at some d cannot see d px away (median over seeds, "
+           f"{F.BAND_WORDS} when several).")
     fig_ = F.render(fig, "context-shift", cap, "Accuracy against shift distance per model", data)
     tab.columns = [f"d={int(c)}" for c in tab.columns]
     return fig_, table_html(tab.reset_index(), run.labels)

@@ -30,21 +30,14 @@ def minmax_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     """Per design and x: the median over seeds and the band between the lowest and highest seed."""
     long = pd.DataFrame([{"design": r.design, "seed": r.seed, x: xv, y: yv} for r in rows.itertuples()
                          for xv, yv in zip(getattr(r, f"{x}s"), getattr(r, f"{y}s"))])
-    if long.empty:
-        return long
-    agg = long.groupby(["design", x])[y].agg(["median", "min", "max", "count"]).reset_index()
-    return agg.rename(columns={"count": "n_seeds"})
+    return long if long.empty else F.seed_band(long, "design", x, y)
 
 
 def _plot(band: pd.DataFrame, x: str, ylabel: str, fig_id: str, caption: str, log_x: bool = False) -> F.Figure:
     styles = F.StyleMap.from_models(band["design"])
     fig, ax = F.new(7.0, 3.8)
     ax = ax[0][0]
-    for d, part in band.groupby("design", sort=True):
-        st = styles[d]
-        ax.plot(part[x], part["median"], label=d, markevery=max(1, len(part) // 8), **st)
-        if (part["n_seeds"] > 1).any():
-            ax.fill_between(part[x], part["min"], part["max"], color=st["color"], alpha=0.15, linewidth=0)
+    F.plot_band(ax, band, "design", x, styles, markevery=max(1, len(band) // max(1, 8 * band.design.nunique())))
     ax.set(xlabel=x.replace("_", " "), ylabel=ylabel)
     if log_x:
         F.log_axis(ax, "x")

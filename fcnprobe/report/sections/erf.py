@@ -69,7 +69,7 @@ def _depth_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure | None
                      f"{len(fit)} depths whose field fits in the image ({int(g.clipped.sum())} saturated depths "
                      f"left out; Luo et al. predict 0.5 for random-weight stacks; TRF slope "
                      f"{_f(loglog_slope(g.param_depth, g.trf_px))}).")
-    band = F.seed_band(sweep, "model", "param_depth", "erf_std_px")  # median over inits and inputs, 95% band
+    band = F.seed_band(sweep, "model", "param_depth", "erf_std_px")  # median over inits, lowest to highest
     F.plot_band(ax, band, "model", "param_depth", styles, label=lambda m: f"{m} ERF std (slope {_f(slopes[m])})")
     ax.set(xlabel="depth L (layers)", ylabel="ERF std (solid) and TRF side (dotted) (px)")
     F.log_axis(ax, "x")
@@ -77,7 +77,7 @@ def _depth_figure(df: pd.DataFrame, styles: F.StyleMap) -> tuple[F.Figure | None
     ax.legend(fontsize=7)
     return F.render(fig, "erf-depth", "ERF std (solid) against TRF side (dotted) on log-log axes: a solid line "
                     "flatter than its dotted twin means the ERF fills less of the TRF as depth grows (median over "
-                    "inits, shaded 95% band where there are several).",
+                    f"inits, {F.BAND_WORDS.replace('seed', 'init')} where there are several).",
                     "ERF standard deviation and TRF side against depth, log-log", sweep[
                         ["model", "seed", "param_depth", "erf_std_px", "trf_px"]].sort_values(
                         ["model", "param_depth", "seed"])), notes

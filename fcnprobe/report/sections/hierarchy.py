@@ -61,7 +61,7 @@ def _erf_figure(run: RunData, task: str) -> F.Figure | None:
     axes[0][0].legend(fontsize=7)
     cap = (f"{task}: how global each block is, on the same weights and images as the probes above: 2 x the "
            f"ERF std of the block's centre unit (px). Blocks with token or vector outputs have none (attention "
-           f"layers: see the mean attention distance). Median over seeds, shaded 95% band when several.")
+           f"layers: see the mean attention distance). Median over seeds, {F.BAND_WORDS} when several.")
     return F.render(fig, f"hierarchy-{task}-erf", cap, f"ERF radius against depth on {task}", data)
 
 
@@ -82,7 +82,7 @@ def _figure(run: RunData, task: str) -> F.Figure | None:
     axes[0][0].legend(fontsize=7)
     cap = (f"{task}: how linearly readable the whole-image attribute is from each block's globally pooled "
            f"features, minus a control task that needs only the attribute's ingredients; trained (left) and at "
-           f"init (right). Median over seeds, shaded 95% band when several.")
+           f"init (right). Median over seeds, {F.BAND_WORDS} when several.")
     return F.render(fig, f"hierarchy-{task}", cap, f"Probe selectivity against depth on {task}", data)
 
 

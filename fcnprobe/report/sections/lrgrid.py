@@ -45,7 +45,8 @@ def _figure(run: RunData, task: str, data: pd.DataFrame) -> F.Figure:
     ax.set(xlabel="peak learning rate (log scale)", ylabel="validation loss (lower is better)")
     ax.legend(fontsize=7, ncols=2)
     cap = (f"{task}: final validation loss against the peak learning rate, one line per family (median over "
-           "seeds, 95% band when several); the open circle marks the selected rate, dotted grey lines the grid's "
+           f"seeds, {F.BAND_WORDS} when several); the open circle marks the selected rate, dotted grey lines "
+           "the grid's "
            "edges (points beyond them are edge extensions). A curve flat at a high loss means the family learned "
            "nothing at any rate within this budget.")
     return F.render(fig, f"lrgrid-{task}", cap, f"Validation loss against learning rate on {task}", data)

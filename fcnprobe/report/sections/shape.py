@@ -84,7 +84,7 @@ def _loss_curves(df: pd.DataFrame, styles: F.StyleMap) -> F.Figure | None:
     return F.render(fig, "shape-multi-output-loss", "multi_output: the training loss (BCE on findings + MSE on "
                     "the scaled count and size + L1 on the box, unweighted) per design under one budget; a curve "
                     f"that flattens high has stopped learning. Median over {n} seed{'s' if n > 1 else ''}"
-                    f"{', shaded 95% band' if n > 1 else ''}.", "Training loss against step per multi-output design",
+                    f"{', ' + F.BAND_WORDS if n > 1 else ''}.", "Training loss against step per multi-output design",
                     data)
 
 
