@@ -30,10 +30,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sstats
 
 from fcnprobe.analysis.shape import box_iou
-from fcnprobe.analysis.stats import Interval, beats_constant, t_interval
+from fcnprobe.analysis.stats import Interval, beats_constant, clopper_pearson, t_interval
 
 TARGET_FRAC = 0.9  # steps to target: 90% of the best design's gain
 BAND_FRAC = 0.9  # LR band: rates within 90% of the design's best gain
@@ -112,9 +111,8 @@ def lr_band(gains: dict[float, float | None]) -> float | None:
 
 
 def failure_interval(failures: int, n: int, confidence: float = 0.95) -> Interval:
-    """Clopper-Pearson interval of a failure proportion (scipy's exact binomial interval)."""
-    ci = sstats.binomtest(failures, n).proportion_ci(confidence, method="exact")
-    return Interval(failures / n, float(ci.low), float(ci.high), n, confidence, "clopper-pearson")
+    """Clopper-Pearson interval of a failure proportion (``analysis.stats.clopper_pearson``)."""
+    return clopper_pearson(failures, n, confidence)
 
 
 def _num(v: Any) -> float | None:

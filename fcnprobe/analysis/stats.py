@@ -5,6 +5,8 @@
   independent units, one number per unit. For paired tasks a unit is a held-out
   *pair* (its score, or its A - B difference), never a pixel: pixels of one image
   are not independent, and resampling them gives intervals that are far too narrow.
+* ``clopper_pearson`` -- the exact binomial interval of a proportion (``scipy.stats.binomtest``):
+  seed failure rates, and one seed's n-of-n held-out pairs, where a bootstrap has zero width.
 * ``holm`` -- Holm's step-down adjusted p-values (Holm 1979). scipy ships only
   Benjamini-Hochberg / Yekutieli (``false_discovery_control``), so it is written here.
 * ``beats_constant`` -- the one definition of "learned something": the lower 95%
@@ -111,6 +113,13 @@ def bootstrap_interval(units: Sequence[float], statistic: Callable[..., np.ndarr
     if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa can fail on very skewed samples
         return bootstrap_interval(x, statistic, confidence, seed, n_resamples, "percentile")
     return Interval(estimate, lo, hi, int(x.size), confidence, f"bootstrap-{method}")
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> Interval:
+    """Exact (Clopper-Pearson) interval of ``successes / n``; n of n gives ((1 - confidence) / 2) ** (1 / n)."""
+    _check_confidence(confidence)
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="exact")
+    return Interval(successes / n, float(ci.low), float(ci.high), int(n), confidence, "clopper-pearson")
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

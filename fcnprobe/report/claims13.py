@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from fcnprobe.analysis.stats import (BEATS_FRACTION, SENSITIVITY, Interval, beats_constant, bootstrap_interval, holm,
-                                     t_interval)
+from fcnprobe.analysis.stats import (BEATS_FRACTION, SENSITIVITY, Interval, beats_constant, bootstrap_interval,
+                                     clopper_pearson, holm, t_interval)
 from fcnprobe.report.data import RunData, model_categories
 
 SUCCESS_FRACTION = 0.8  # of the headroom above chance: 0.9 at chance 1/2 (the suite's historical 90%)
@@ -81,9 +81,7 @@ def _interval(values: list[float] | np.ndarray, per_seed: bool) -> Interval:
 def _clopper_pearson_extreme(x: np.ndarray) -> Interval:
     """Every unit right (or every one wrong): a bootstrap gives zero width; the exact Clopper-Pearson bound
     for n of n successes, (alpha / 2) ** (1 / n), does not pretend to certainty."""
-    bound = ((1 - CONFIDENCE) / 2) ** (1 / x.size)
-    lo, hi = (bound, 1.0) if x[0] == 1.0 else (0.0, 1 - bound)
-    return Interval(float(x[0]), lo, hi, int(x.size), CONFIDENCE, "clopper-pearson")
+    return clopper_pearson(int(x.sum()), int(x.size), CONFIDENCE)
 
 
 def _one_sided_p(values: np.ndarray, threshold: float, side: str) -> float:
