@@ -269,7 +269,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("models (params with a dense:4 head at 32x32; TRF in px, 'global' when unbounded):")
     for name in MODELS.names():
         native = MODELS.meta(name)["native"]
-        m = create_model(name, head="dense:4" if "dense" in native else f"{native[0]}:4".replace("box:4", "box"))
+        try:
+            m = create_model(name, head="dense:4" if "dense" in native else f"{native[0]}:4".replace("box:4", "box"))
+        except ImportError as exc:  # a real layout without its optional dependency
+            print(f"  {name:24s} heads={','.join(native):18s} unavailable: {exc}")
+            continue
         trf = theoretical_receptive_field(m, 32)
         print(f"  {name:24s} heads={','.join(native):18s} "
               f"params={sum(p.numel() for p in m.parameters()):>7d}  trf={trf or 'global'}")

@@ -167,3 +167,16 @@ def test_image_size_output_and_layer_flags_reach_the_cells(tmp_path, capsys):
                  "--image-size", "72", "--layer", "trunk", "--out", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0 and "'image_size': 40" in out and "'image_size': 72" in out and "'layer': 'trunk'" in out
+
+
+def test_list_names_a_real_layout_it_cannot_build(capsys, monkeypatch):
+    import fcnprobe.models.real as real
+
+    def missing():
+        raise ImportError("the real layouts need transformers (No module named 'transformers')")
+
+    monkeypatch.setattr(real, "_transformers", missing)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18_fcn" in out and "unavailable: the real layouts need transformers" in out
+    assert "fcn_gap" in out  # every other model is still listed
