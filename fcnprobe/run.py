@@ -262,6 +262,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from fcnprobe.measure.receptive import UnknownReceptiveField
     from fcnprobe.models import MODELS, create_model, theoretical_receptive_field
     from fcnprobe.probes import probes_in_order
     from fcnprobe.tasks import TASKS
@@ -274,9 +275,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         except ImportError as exc:  # a real layout without its optional dependency
             print(f"  {name:24s} heads={','.join(native):18s} unavailable: {exc}")
             continue
-        trf = theoretical_receptive_field(m, 32)
+        try:
+            trf = theoretical_receptive_field(m, 32) or "global"
+        except UnknownReceptiveField as exc:  # an op the graph cannot place: said, never read as global
+            trf = f"unknown ({exc})"
         print(f"  {name:24s} heads={','.join(native):18s} "
-              f"params={sum(p.numel() for p in m.parameters()):>7d}  trf={trf or 'global'}")
+              f"params={sum(p.numel() for p in m.parameters()):>7d}  trf={trf}")
     print("tasks:", ", ".join(TASKS.names()) or "(none)")
     print("probes:", ", ".join(probes_in_order()) or "(none)")
     return EXIT_OK

@@ -33,7 +33,7 @@ POINTWISE = {
 VIEWS = {"view", "_unsafe_view", "reshape", "_reshape_alias", "unsqueeze", "squeeze", "flatten", "unflatten"}
 REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp",
               "any", "all", "argmax", "argmin", "linalg_vector_norm", "norm", "prod"}
-TOKEN_MIX = {"_softmax", "_log_softmax", "softmax", "log_softmax", "cumsum", "cumprod"}
+TOKEN_MIX = {"_softmax", "_safe_softmax", "_log_softmax", "softmax", "log_softmax", "cumsum", "cumprod"}
 ATTENTION = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
              "scaled_dot_product_attention", "_scaled_dot_product_attention_math"}

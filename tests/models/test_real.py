@@ -29,7 +29,12 @@ def test_resnet18_fcn_covers_the_image_and_segformer_is_global():
     fcn = create_model("resnet18_fcn", head="dense:2", image_size=64, width=16)
     trf = fcn.receptive_field(64)
     assert trf is not None and trf >= 2 * 64  # ResNet-18 to stage 4 alone is 435 px
-    assert create_model("segformer_b0_seg", head="dense:2", image_size=64).receptive_field(64) is None
+    seg = create_model("segformer_b0_seg", head="dense:2", image_size=64)
+    assert seg.receptive_field(64) is None
+    from fcnprobe.measure.receptive import UnknownReceptiveField
+
+    with pytest.raises(UnknownReceptiveField, match="cat of maps"):  # unknown is said, never read as global
+        seg.receptive_field(32)
 
 
 def test_width_scales_the_resnet_stages():
