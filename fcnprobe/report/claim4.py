@@ -17,8 +17,9 @@ METRICS = (("steps", "steps to target", +1), ("band", "learning-rate band", -1),
 DIGITS = {"final": 3, "steps": 4, "band": 2, "fail": 2}  # significant digits: card and table alike
 RULE = (
     "Per scored output (multi_output: findings, count, size, box; locate: box), the best FCN design (a trunk of "
-    "category fcn with any head, without deep supervision, by mean held-out gain / headroom) is compared with the "
-    "best other design on three difficulty metrics, each with a 95% interval over seeds: steps to target (the FCN "
+    "category fcn with any head, without deep supervision, by mean held-out gain / headroom, among the designs "
+    "that beat the constant guess when any does) is compared with the best other design, chosen the same way, "
+    "on three difficulty metrics, each with a 95% interval over seeds: steps to target (the FCN "
     "is harder when its interval lies wholly above the other's), learning-rate band (harder when wholly below) "
     f"and seed failure rate (harder when wholly above; it decides only with {MIN_FAILURE_SEEDS} seeds or more). "
     "An output is harder when some metric separates towards the FCN being harder and none the other way, easier "
@@ -44,10 +45,13 @@ def _gain(row: pd.Series) -> float:
 
 
 def best(rows: pd.DataFrame) -> pd.Series | None:
-    """The row with the highest mean held-out gain / headroom (None for no rows)."""
+    """The row with the highest mean held-out gain / headroom among those that beat the constant guess, or
+    among all rows when none does (then the comparison is gated out and the card names it); None for no rows."""
     if rows.empty:
         return None
-    return rows.loc[rows.apply(_gain, axis=1).idxmax()]
+    beating = rows[rows["beats"].astype(bool)]
+    pool = beating if not beating.empty else rows
+    return pool.loc[pool.apply(_gain, axis=1).idxmax()]
 
 
 def separation(fcn: pd.Series, other: pd.Series, key: str, harder_sign: int) -> str:

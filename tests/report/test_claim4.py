@@ -50,6 +50,15 @@ def test_not_measured_when_a_design_never_beats_the_constant():
     assert verdict == "not measured" and "did not beat the constant guess" in ev
 
 
+def test_the_best_design_is_one_that_beats_the_constant_when_any_does():
+    from fcnprobe.report.claim4 import best
+
+    rows = pd.DataFrame({"design": ["noisy", "steady", "flat"], "beats": [False, True, False],
+                         "final": [0.77, 0.72, 0.50], "const": 0.54, "headroom": 0.46, "higher": True})
+    assert best(rows)["design"] == "steady"  # the higher mean did not clear the gate: not the comparator
+    assert best(rows[rows.design != "steady"])["design"] == "noisy"  # none beats: the best, to be gated out
+
+
 def test_not_measured_without_records():
     assert claim4(run_of(pd.DataFrame()))[0] == "not measured"
 
