@@ -24,8 +24,9 @@ RULE = (
     f"and seed failure rate (harder when wholly above; it decides only with {MIN_FAILURE_SEEDS} seeds or more). "
     "An output is harder when some metric separates towards the FCN being harder and none the other way, easier "
     "in the reverse case, mixed when both happen, and overlap when none separates; it counts only when both "
-    "designs beat the constant guess there. Supported if every counted output is harder; not supported if every "
-    "one is easier; inconclusive if none separates; partly otherwise; not measured if no output counts. Deep "
+    "designs beat the constant guess there. Supported if every counted output is harder; inconclusive if none "
+    "separates; not supported if some output is easier and none is harder or mixed; partly otherwise (harder on "
+    "some outputs, not on all); not measured if no output counts. Deep "
     "supervision is reported beside the verdict, never in it. The numbers are the cells of the difficulty "
     "section's metric table.")
 __doc__ = f"{__doc__}\n{RULE}\n"
@@ -110,11 +111,11 @@ def combine(outcomes: list[str]) -> str:
         return "not measured"
     if all(x == "harder" for x in gated):
         return "supported"
-    if all(x == "easier" for x in gated):
-        return "not supported"
     if all(x == "overlap" for x in gated):
         return "inconclusive"
-    return "partly"
+    if not {"harder", "mixed"} & set(gated):  # easier somewhere, harder nowhere: no output supports the claim
+        return "not supported"
+    return "partly"  # harder on some outputs, and overlap, easier or mixed on others
 
 
 def preset_note(run: RunData) -> str:

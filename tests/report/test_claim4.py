@@ -82,4 +82,6 @@ def test_combine_covers_every_verdict():
     assert combine(["overlap", "overlap"]) == "inconclusive"
     assert combine(["harder", "overlap"]) == "partly"
     assert combine(["mixed"]) == "partly"
+    assert combine(["easier", "overlap", "overlap"]) == "not supported"  # contrary evidence, none for the claim
+    assert combine(["harder", "easier"]) == "partly"
     assert combine(["not measured"]) == "not measured"
