@@ -3,7 +3,8 @@
 The report's compute-matched view (issue 13) divides accuracy by training compute,
 which needs the MACs of the very configuration trained (head, size, width, depth,
 input channels), not the cost table's default build. One counting cell per
-distinct configuration in the context probe's plan for the same run config;
+distinct configuration of a zoo model in the context probe's plan for the same
+run config (users' models are measured by the forward cells, as they build);
 ``train_macs_per_sample`` = ``TRAIN_FORWARDS`` x the forward MACs (a backward
 costs about two forwards; Kaplan et al. 2020). Counted with
 ``fcnprobe.measure.flops.count_flops`` (conv, linear, matmul and attention MACs).
@@ -32,6 +33,8 @@ def trained_cells(probe: "Probe", cfg: "RunConfig") -> list[Cell]:
         return []
     seen: dict[tuple, Cell] = {}
     for c in PROBES.get("context").plan(dataclasses.replace(cfg, tasks=())):
+        if ":" in c.model:  # a user's factory may not take a head: its forward cells measure it as built
+            continue
         p = c.p
         chans = create_task(c.task, image_size=p["image_size"]).in_channels
         key = (c.model, p["head"], p["image_size"], p["width"], p["depth"], chans)

@@ -15,6 +15,7 @@ from fcnprobe.report.data import RunData, fmt, model_categories
 FCN_CATEGORIES = ("fcn",)  # trunks whose every operation is local; fcn_pool / global_op count as others
 METRICS = (("steps", "steps to target", +1), ("band", "learning-rate band", -1), ("fail", "seed failure rate", +1))
 DIGITS = {"final": 3, "steps": 4, "band": 2, "fail": 2}  # significant digits: card and table alike
+RANGE = {"steps": (0.0, math.inf), "band": (0.0, 1.0), "fail": (0.0, 1.0)}  # bounds are shown clipped to these
 RULE = (
     "Per scored output (multi_output: findings, count, size, box; locate: box), the best FCN design (a trunk of "
     "category fcn with any head, without deep supervision, by mean held-out gain / headroom, among the designs "
@@ -74,7 +75,8 @@ def interval(row: pd.Series, key: str) -> str:
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)):
         why = "one seed" if row.get("n_seeds", 2) < 2 else "not finite"
         return f"{fmt(row[key], d)} (no interval: {why})"
-    return f"{fmt(row[key], d)} [{fmt(lo, d)}, {fmt(hi, d)}]"
+    floor, ceil = RANGE.get(key, (-math.inf, math.inf))
+    return f"{fmt(row[key], d)} [{fmt(max(lo, floor), d)}, {fmt(min(hi, ceil), d)}]"
 
 
 def cell(row: pd.Series, key: str) -> str:

@@ -148,7 +148,8 @@ def passes_gate(overall: Interval, chance: float) -> bool:
 
 
 def _pct(v: float) -> str:
-    return "—" if v is None or not math.isfinite(v) else f"{100 * v:.0f}%"
+    """An accuracy or bound as a percentage; bounds are shown clipped to [0%, 100%], where accuracy lives."""
+    return "—" if v is None or not math.isfinite(v) else f"{100 * min(max(v, 0.0), 1.0):.0f}%"
 
 
 def describe(row: pd.Series) -> str:
@@ -168,10 +169,13 @@ class Finding:
 
 
 def _gated_global(bins: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Global-op rows of designs that beat the constant guess, and the names of those that did not."""
+    """Global-op rows of (design, task) pairs that beat the constant guess there, and 'model (task)' for those
+    that did not: a design is compared on each task where it learned, and only there."""
     glob = bins[bins.design == "global_op"]
-    ok = {m for m, g in glob.groupby("model") if passes_gate(g.iloc[0].overall, g.iloc[0].chance)}
-    return glob[glob.model.isin(ok)], sorted(set(glob.model) - ok)
+    ok = {k for k, g in glob.groupby(["model", "task"]) if passes_gate(g.iloc[0].overall, g.iloc[0].chance)}
+    keep = [(m, t) in ok for m, t in zip(glob.model, glob.task)]
+    failed = sorted({f"{m} ({t})" for m, t in zip(glob.model, glob.task) if (m, t) not in ok})
+    return glob[keep], failed
 
 
 def _global_succeeds(glob: pd.DataFrame, row: pd.Series, th: Thresholds) -> pd.Series | None:

@@ -113,6 +113,8 @@ DERIVED_HEADERS = frozenset({
     'final score [95% CI]', 'graph vs numeric TRF', 'latency exponent vs side', 'lr source',
     'majority share', 'notes', 'output', 'output stride', 'probed output', 'rate', 'records',
     'seed failures', 'seed failures [CI]', 'shuffled floor', 'steps to target', 'steps to target [CI]',
+    '95% interval', 'MACs / training sample', 'samples seen (median)', 'training MACs (median)', 'accuracy', 'seeds',
+    'ERF radius at that block (px)',
 })
 SHAPE_HEADER = re.compile(r"^(\d+×\d+|d=\d+)$")  # contract sizes, shift distances
 
