@@ -85,3 +85,14 @@ def test_combine_covers_every_verdict():
     assert combine(["easier", "overlap", "overlap"]) == "not supported"  # contrary evidence, none for the claim
     assert combine(["harder", "easier"]) == "partly"
     assert combine(["not measured"]) == "not measured"
+
+
+def test_shown_intervals_stay_where_each_metric_lives():
+    from fcnprobe.report.claim4 import interval
+
+    row = pd.Series({"band": 0.67, "band_lo": -0.16, "band_hi": 1.5, "steps": 66.7, "steps_lo": -28.2,
+                     "steps_hi": 161.5, "n_seeds": 3})
+    assert interval(row, "band") == "0.67 [0, 1]"
+    assert interval(row, "steps").endswith("[0, 161.5]")
+    one = pd.Series({"steps": 120.0, "steps_lo": float("-inf"), "steps_hi": float("inf"), "n_seeds": 1})
+    assert interval(one, "steps") == "120 (no interval: one seed)"

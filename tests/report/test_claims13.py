@@ -110,3 +110,20 @@ def test_all_right_units_get_an_exact_lower_bound():
 def test_gate_uses_the_lower_bound():
     iv = bootstrap_interval([0.5, 1.0] * 8)
     assert C.passes_gate(iv, 0.5) and not C.passes_gate(bootstrap_interval([0.5] * 15 + [1.0]), 0.5)
+
+
+def test_the_global_op_gate_is_per_design_and_task():
+    import pandas as pd
+
+    from fcnprobe.analysis.stats import Interval
+
+    learned, chance_level = Interval(0.8, 0.75, 0.85, 3, 0.95, "t"), Interval(0.5, 0.49, 0.51, 3, 0.95, "t")
+    bins = pd.DataFrame({"design": "global_op", "model": ["g", "g", "h"], "task": ["aligned", "same", "same"],
+                         "overall": [chance_level, learned, learned], "chance": 0.5, "lo_px": 0})
+    kept, failed = C._gated_global(bins)
+    assert failed == ["g (aligned)"]  # g did not learn aligned, but stays in the comparison on same
+    assert set(zip(kept.model, kept.task)) == {("g", "same"), ("h", "same")}
+
+
+def test_shown_bounds_stay_between_0_and_100_percent():
+    assert (C._pct(1.04), C._pct(-0.2), C._pct(0.5)) == ("100%", "0%", "50%")
