@@ -5,7 +5,8 @@
   stride-8, -16 and -32 stage maps are each projected by a 1x1 conv, resized to
   the stride-8 grid and summed (the FCN-8s skip fusion of Long et al.).
   Convolution and bilinear resizing only: no global pooling, FC layer or
-  attention, so category ``fcn``; its TRF (435 px) covers a 64 px image.
+  attention, so category ``fcn``; its graph TRF (467 px: 435 px of backbone to
+  stage 4, plus the fusion) covers a 64 px image.
 * ``segformer_b0_seg`` -- SegFormer-B0 (``SegformerConfig()``'s defaults) with
   its all-MLP decoder; the decoder's 256-channel 1/4-resolution map is the
   trunk output (its 1x1 classifier is replaced by the probe's head).
@@ -31,7 +32,7 @@ from fcnprobe.models.heads import HeadSpec
 
 RESNET18_WIDTHS = (64, 128, 256, 512)
 FUSE_CHANNELS = 64  # channels of the fused stride-8 map of resnet18_fcn
-REAL_LR = 1e-3  # Adam, the rate both papers' recipes use with AdamW/SGD-equivalents at this scale
+REAL_LR = 1e-3  # the zoo's attention default; not tuned for these layouts (they have no LR-grid rows yet)
 
 
 def _transformers():

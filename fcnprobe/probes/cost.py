@@ -169,7 +169,6 @@ class CostProbe(Probe):
                                                   cell.p.get("output")))
 
 
-
 def _timing(settings: CostSettings) -> "TimingConfig":
     """The preset's timing knobs as the measurement library takes them."""
     from fcnprobe.measure.timing import TimingConfig

@@ -228,7 +228,7 @@ def _trained_model(cell: Cell, ctx: CellContext) -> tuple["nn.Module", object, d
     from fcnprobe.tasks import create_task
 
     rec = _context_record(ctx.run_dir, cell.model, cell.task, cell.seed)
-    if rec is None or (rec.task, rec.seed) != (cell.task, cell.seed) and cell.task != ctx.settings.train_task:
+    if rec is None or ((rec.task, rec.seed) != (cell.task, cell.seed) and cell.task != ctx.settings.train_task):
         return _brief_train(cell, ctx, create_task(cell.task, image_size=cell.p["image_size"]))
     rp = rec.params
     model = create_model(cell.model, head=rp["head"], image_size=rp["image_size"],
