@@ -41,6 +41,21 @@ def _at(r: pd.Series, i: int) -> float:
     return float(radii[i])
 
 
+def _by_state(run: RunData, data, y: str, ylabel: str, **ax_kw):
+    """Two panels, trained (left) and at init (right): ``y`` against relative depth per model."""
+    styles = F.StyleMap.from_models(run.df.model)
+    fig, axes = F.new(width=8.0, ncols=2)
+    for ax, state in zip(axes[0], ("trained", "init")):
+        part = data[data.state == state]
+        if not part.empty:
+            F.plot_band(ax, F.seed_band(part, "model", "rel_depth", y), "model", "rel_depth", styles,
+                        label=lambda m: m.replace("$", r"\$"))
+        ax.set(title=state, xlabel="relative depth (block / last block)", **ax_kw)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    return fig, axes
+
+
 def _erf_figure(run: RunData, task: str) -> F.Figure | None:
     """ERF radius against relative depth, trained and at init: how global each block is."""
     df = run.ok("hierarchy", task)
@@ -49,16 +64,7 @@ def _erf_figure(run: RunData, task: str) -> F.Figure | None:
     data = curves_frame(df).dropna(subset=["erf_radius_px"])
     if data.empty:
         return None
-    styles = F.StyleMap.from_models(run.df.model)
-    fig, axes = F.new(width=8.0, ncols=2)
-    for ax, state in zip(axes[0], ("trained", "init")):
-        part = data[data.state == state]
-        if not part.empty:
-            F.plot_band(ax, F.seed_band(part, "model", "rel_depth", "erf_radius_px"), "model", "rel_depth",
-                        styles, label=lambda m: m.replace("$", r"\$"))
-        ax.set(title=state, xlabel="relative depth (block / last block)")
-    axes[0][0].set_ylabel("ERF radius of the block's centre unit (px)")
-    axes[0][0].legend(fontsize=7)
+    fig, _ = _by_state(run, data, "erf_radius_px", "ERF radius of the block's centre unit (px)")
     cap = (f"{task}: how global each block is, on the same weights and images as the probes above: 2 x the "
            f"ERF std of the block's centre unit (px). Blocks with token or vector outputs have none (attention "
            f"layers: see the mean attention distance). Median over seeds, {F.BAND_WORDS} when several.")
@@ -69,17 +75,10 @@ def _figure(run: RunData, task: str) -> F.Figure | None:
     df = run.ok("hierarchy", task)
     if df.empty or "selectivity_by_layer_frac" not in df:
         return None
-    data, styles = curves_frame(df), F.StyleMap.from_models(run.df.model)
-    fig, axes = F.new(width=8.0, ncols=2)
-    for ax, state in zip(axes[0], ("trained", "init")):
-        part = data[data.state == state]
-        if not part.empty:
-            F.plot_band(ax, F.seed_band(part, "model", "rel_depth", "selectivity"), "model", "rel_depth", styles,
-                        label=lambda m: m.replace("$", r"\$"))
+    data = curves_frame(df)
+    fig, axes = _by_state(run, data, "selectivity", "selectivity: probe − control accuracy", ylim=(-0.2, 0.6))
+    for ax in axes[0]:
         ax.axhline(0, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=state, xlabel="relative depth (block / last block)", ylim=(-0.2, 0.6))
-    axes[0][0].set_ylabel("selectivity: probe − control accuracy")
-    axes[0][0].legend(fontsize=7)
     cap = (f"{task}: how linearly readable the whole-image attribute is from each block's globally pooled "
            f"features, minus a control task that needs only the attribute's ingredients; trained (left) and at "
            f"init (right). Median over seeds, {F.BAND_WORDS} when several.")
