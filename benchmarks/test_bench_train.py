@@ -24,12 +24,11 @@ import torch
 from fcnprobe.measure.flops import MAC_FLOPS
 from fcnprobe.measure.timing import gemm_fn
 from fcnprobe.probes.cost import CostSettings
-from fcnprobe.train import ENGINE, EngineOptions
+from fcnprobe.train import ENGINE, PLAIN
 from fcnprobe.train_speed import QUICK, interleaved, make_step, ratio, train_macs_per_sample
 
 FAMILIES = ("fcn", "dilated", "fcn_gap", "cnn_fc", "attention")
 GROUPS = {"seeds": 3, "lrs": 6}  # G of a cell's seeds, and of a learning-rate grid
-PLAIN = EngineOptions(channels_last=False, fused_adamw=False)
 
 
 def _reps(benchmark) -> dict:

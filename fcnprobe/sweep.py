@@ -134,6 +134,7 @@ def plan(probe_names: Iterable[str], cfg: RunConfig) -> dict[str, list[Cell]]:
 def _manifest(store: RunStore, cfg: RunConfig, device: str, probe_names: list[str], dropped: set[str]) -> None:
     from fcnprobe import provenance
     from fcnprobe.rundir import settings_dict
+    from fcnprobe.train import engine_options
 
     old = store.read_manifest()
     settings = {k: v for k, v in old.get("settings", {}).items() if k not in dropped}
@@ -144,6 +145,7 @@ def _manifest(store: RunStore, cfg: RunConfig, device: str, probe_names: list[st
     probes = (set(old.get("probes", [])) - dropped) | set(probe_names)
     store.write_manifest({"config": cfg.to_dict(), "device": device, "settings": settings, "versions": versions,
                           "cell_timeout_s": cfg.resolved_timeout(), "probes": sorted(probes),
+                          "engine": engine_options(),  # the training speed-ups in force (fcnprobe.train)
                           **manifest_declarations(probe_names, old),  # metrics, model catalogue: for the report
                           "provenance": provenance.collect(_driver_device(device))})
 

@@ -18,6 +18,7 @@ in a run's manifest. Training many seeds or learning rates together:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -60,11 +61,28 @@ class EngineOptions:
 
 
 ENGINE = EngineOptions()
+PLAIN = EngineOptions(channels_last=False, fused_adamw=False, compile=False)  # the baseline they are timed against
+_IN_FORCE = [ENGINE]  # a stack: ``use_engine`` pushes, its exit pops
 
 
-def engine_options(options: EngineOptions = ENGINE) -> dict[str, Any]:
+def active_engine() -> EngineOptions:
+    """The options training uses where a caller passes none (``use_engine`` changes them)."""
+    return _IN_FORCE[-1]
+
+
+@contextlib.contextmanager
+def use_engine(options: EngineOptions):
+    """Train with ``options`` inside the block, e.g. ``PLAIN`` for the time-to-evidence baseline."""
+    _IN_FORCE.append(options)
+    try:
+        yield options
+    finally:
+        _IN_FORCE.pop()
+
+
+def engine_options(options: EngineOptions | None = None) -> dict[str, Any]:
     """The options in force, for the run manifest."""
-    return {**dataclasses.asdict(options), "torch_version": torch.__version__}
+    return {**dataclasses.asdict(options or active_engine()), "torch_version": torch.__version__}
 
 
 @dataclasses.dataclass
@@ -96,13 +114,15 @@ def schedule(step: int, steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
-def make_adamw(params: Any, lr: float, options: EngineOptions = ENGINE) -> torch.optim.AdamW:
+def make_adamw(params: Any, lr: float, options: EngineOptions | None = None) -> torch.optim.AdamW:
     """AdamW with the shared weight decay; ``params`` may be parameter groups (their own ``lr``)."""
+    options = options or active_engine()
     return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=options.fused_adamw or None)
 
 
-def to_engine(x: torch.Tensor, options: EngineOptions = ENGINE) -> torch.Tensor:
+def to_engine(x: torch.Tensor, options: EngineOptions | None = None) -> torch.Tensor:
     """Inputs in the engine's memory format (NCHW -> channels-last when on)."""
+    options = options or active_engine()
     return x.contiguous(memory_format=torch.channels_last) if options.channels_last and x.dim() == 4 else x
 
 
@@ -110,7 +130,8 @@ class Run:
     """One model's training state, advanced one step at a time (``train`` and lock-step groups)."""
 
     def __init__(self, model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget, lr: float,
-                 device: str, seed: int, options: EngineOptions = ENGINE) -> None:
+                 device: str, seed: int, options: EngineOptions | None = None) -> None:
+        options = options or active_engine()
         fmt = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=fmt).train()
         self.sample, self.loss_fn, self.budget, self.options = sample, loss_fn, budget, options
@@ -190,7 +211,7 @@ def finish_result(res: TrainResult, step: int, reason: str, rule: StopRule, elap
 
 
 def train(model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget, lr: float, device: str,
-          seed: int, options: EngineOptions = ENGINE) -> TrainResult:
+          seed: int, options: EngineOptions | None = None) -> TrainResult:
     """Train ``model`` in place; raises CellError if the loss stops being finite."""
     start = time.perf_counter()
     run = Run(model, sample, loss_fn, budget, lr, device, seed, options)

@@ -44,7 +44,7 @@ import torch.nn as nn
 from fcnprobe.device import synchronize
 from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
-from fcnprobe.train import (ENGINE, WEIGHT_DECAY, EngineOptions, LossFn, Run, Sample, TrainBudget, TrainResult,
+from fcnprobe.train import (WEIGHT_DECAY, EngineOptions, LossFn, Run, Sample, TrainBudget, TrainResult,
                             schedule)
 
 STRATEGIES = ("auto", "vmap", "loop")
@@ -88,7 +88,7 @@ def build_members(build: Callable[[int], nn.Module], members: list[Member], devi
 
 def train_group(build: Callable[[int], nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
                 budget: TrainBudget, device: str, strategy: str = "auto",
-                options: EngineOptions = ENGINE, on_diverge: str = "raise") -> GroupResult:
+                options: EngineOptions | None = None, on_diverge: str = "raise") -> GroupResult:
     """Train every member for ``budget`` (each may stop early); see the module docstring.
 
     ``on_diverge="record"`` lets a member whose loss turns non-finite stop there
@@ -112,7 +112,7 @@ def train_group(build: Callable[[int], nn.Module], members: list[Member], sample
 
 
 def _train_loop(models: list[nn.Module], members: list[Member], sample: Sample, loss_fn: LossFn,
-                budget: TrainBudget, device: str, options: EngineOptions, record: bool = False) -> GroupResult:
+                budget: TrainBudget, device: str, options: EngineOptions | None, record: bool = False) -> GroupResult:
     runs = [Run(mod, sample, loss_fn, budget, m.lr, device, m.data_seed, options) for mod, m in zip(models, members)]
     start = time.perf_counter()
     while not all(run.done for run in runs):

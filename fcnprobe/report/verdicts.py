@@ -16,6 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from fcnprobe.analysis.shape import SEED_PRINTED
+from fcnprobe.analysis.stats import clopper_pearson
 from fcnprobe.report.data import RunData
 from fcnprobe.report.claim4 import RULE as CLAIM4_RULE, claim4 as claim4_difficulty
 from fcnprobe.report.claims13 import card
@@ -95,11 +96,19 @@ def claim2(run: RunData) -> tuple[str, str]:
     if fcn_dense.empty:
         return "not measured", "no dense FCN contract cells ran."
     tied = int((fcn_dense.follows_input == True).sum())  # noqa: E712
-    ev = (f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size (by construction: the zoo's "
-          f"dense head resizes its map to the input)")
+    ev = (f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size {_share(tied, len(fcn_dense))} "
+          f"(by construction: the zoo's dense head resizes its map to the input)")
     ev += _adapter_and_fc_counts(df, _global_models(run, set(df.model)))
     ev += _native_strides(run) + _adapter_results(run)
     return ("supported" if tied == len(fcn_dense) else "not supported"), ev + "."
+
+
+def _share(k: int, n: int) -> str:
+    """A count of deterministic cases with its Clopper-Pearson 95% interval: exact for the cases that
+    ran (a shape has no sampling error), a bound on the share among untried cases of the same kind."""
+    ci = clopper_pearson(k, n)
+    return (f"[95% Clopper–Pearson {100 * ci.lo:.0f}%–{100 * ci.hi:.0f}% for an untried case of this kind; "
+            f"exact for the {n} that ran]")
 
 
 def _native_strides(run: RunData) -> str:
@@ -179,12 +188,21 @@ def _example(model: str, n: int):
             return "not measured", f"no 256x256 contract cell for {model}."
         got = hit.iloc[0].out_shape
         got = list(got) if isinstance(got, (list, tuple)) else got
-        ev = f"{model} on a 1x3x256x256 input returns {got}; the seed prints {want}"
+        ev = f"{model} on a 1x3x256x256 input returns {got}; the seed prints {want}" + _sizes(df, model)
         return ("supported" if got == want else "not supported"), ev + "."
 
     check.__doc__ = (f"Supported if the seed's Example {n} model, layer for layer, returns exactly the "
                      f"shape the seed prints ({want}) on a 1x3x256x256 input; not supported otherwise.")
     return check
+
+
+def _sizes(df: pd.DataFrame, model: str) -> str:
+    """How many contract sizes give an output whose spatial size follows the input, as at 256 px."""
+    rows = df[(df.model == model) & (df.forward_ok == True)] if "follows_input" in df else df.iloc[:0]  # noqa: E712
+    if rows.empty:
+        return ""
+    k = int((rows.follows_input == True).sum())  # noqa: E712
+    return f"; at {k}/{len(rows)} input sizes its output's spatial size follows the input {_share(k, len(rows))}"
 
 
 for _n, (_model, _what) in enumerate([("seed_simple_fcn", "segmentation works as intended"),

@@ -40,6 +40,20 @@ def test_claim2_from_contract(tmp_path):
     assert _verdicts(tmp_path / "b", bad)["claim2"].verdict == "not supported"
 
 
+def test_claim2_and_examples_show_an_exact_count_with_its_clopper_pearson_interval(tmp_path):
+    recs = [contract("fcn", "dense:4", h, [1, 4, h, h], i=h) for h in (32, 48, 64)]
+    recs += [contract("seed_simple_fcn", "dense:10", h, [1, 10, h, h], i=100 + h) for h in (32, 256)]
+    v = _verdicts(tmp_path, recs)
+    assert "5/5 dense FCN cells" in v["claim2"].evidence  # the seed's SimpleFCN is an FCN too
+    assert "[95% Clopper–Pearson 48%–100% for an untried case of this kind; exact for the 5 that ran]" in \
+        v["claim2"].evidence  # 0.025 ** (1/5) = 0.478
+    assert "at 2/2 input sizes its output's spatial size follows the input [95% Clopper–Pearson 16%–100%" in \
+        v["example1"].evidence  # 0.025 ** (1/2) = 0.158
+    half = [contract("fcn", "dense:4", 32, [1, 4, 32, 32]), contract("fcn", "dense:4", 48, [1, 4, 24, 24], i=1)]
+    ev = _verdicts(tmp_path / "b", half)["claim2"].evidence
+    assert "1/2 dense FCN cells" in ev and "Clopper–Pearson 1%–99%" in ev, ev
+
+
 def test_claim4_card_is_the_difficulty_rule(tmp_path):
     from fcnprobe.report.claim4 import RULE
 

@@ -1,0 +1,238 @@
+"""Time to evidence: how much less training time a preset needs with the speed-ups in
+force than with plain cell-by-cell training at the full budget, measured in one
+session on a stratified sample of the preset's own training cells.
+
+The two arms of every sampled cell, run back to back in the same worker process
+(one torch thread), their order alternating from cell to cell so that a drift in
+the machine's load falls on both alike:
+
+* **as configured** -- the engine options in force (``fcnprobe.train.ENGINE``:
+  channels-last, fused AdamW) and the preset's early-stop rule;
+* **plain** -- ``train.PLAIN`` (NCHW, the for-each-parameter AdamW, no compile) and
+  every step of the budget (``early_stop`` off).
+
+Cells: every cell of the preset's training probes (``TRAINING_PROBES``) that trains
+(task not ``none``), grouped into strata by (probe, model); ``per_stratum`` cells are
+drawn from each stratum with a seeded generator. The estimate of each arm's total
+for the whole preset is the stratified sum, sum over strata of N_s x the mean
+time of the sampled cells; the speed-up is plain total / configured total, with a
+95% interval from ``scipy.stats.bootstrap`` resampling cells within each stratum
+(one sample per stratum). The time counted is the record's ``train_time_s``
+(optimiser steps and validation, not the held-out evaluation); cell wall time is
+stored beside it. Each pair also stores both arms' held-out score, so that what
+early stopping cost in accuracy is measured, not assumed.
+
+    $ python -m fcnprobe.time_to_evidence --preset standard --per-stratum 2 --out reports/speed/standard.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+TRAINING_PROBES = ("context", "difficulty", "shape")
+ARMS = ("configured", "plain")
+SCORES = ("acc_frac", "box_iou_mean", "findings_acc_frac", "final_loss")  # the first a record has is its score
+BOOT_RESAMPLES = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedConfig:
+    """What to sample and how to run it."""
+
+    preset: str = "standard"
+    per_stratum: int = 2  # cells drawn per (probe, model)
+    seed: int = 0  # the sampling generator's seed
+    workers: int = 2  # processes, one torch thread each
+    probes: tuple[str, ...] = TRAINING_PROBES
+
+
+def training_cells(cfg: SpeedConfig) -> list[Any]:
+    """Every cell of the preset's training probes that trains."""
+    import fcnprobe.probes  # noqa: F401  (registers the probes)
+    from fcnprobe import sweep
+    from fcnprobe.config import RunConfig
+
+    planned = sweep.plan(cfg.probes, RunConfig(preset=cfg.preset))
+    return [c for cells in planned.values() for c in cells if c.task != "none"]
+
+
+def stratum(cell: Any) -> str:
+    return f"{cell.probe}/{cell.model}"
+
+
+def sample_cells(cells: Sequence[Any], per_stratum: int, seed: int) -> tuple[list[Any], dict[str, int]]:
+    """``per_stratum`` cells drawn without replacement from each stratum, and each stratum's size."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for c in cells:
+        groups[stratum(c)].append(c)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for key in sorted(groups):
+        idx = rng.choice(len(groups[key]), size=min(per_stratum, len(groups[key])), replace=False)
+        chosen += [groups[key][i] for i in sorted(idx)]
+    return chosen, {k: len(v) for k, v in sorted(groups.items())}
+
+
+def _settings(cell: Any, preset: str, arm: str) -> Any:
+    """The probe's settings; the plain arm turns early stopping off where the probe has it."""
+    from fcnprobe.probes.base import PROBES
+
+    st = PROBES.get(cell.probe).settings(preset)
+    if arm == "plain" and getattr(st, "early_stop", False):
+        st = dataclasses.replace(st, early_stop=False)
+    return st
+
+
+def run_arm(cell: Any, preset: str, arm: str) -> dict[str, Any]:
+    """Run one arm of one cell in this process; the record's timing, steps and score."""
+    from fcnprobe.probes.base import PROBES, CellContext
+    from fcnprobe.sweep import execute_cell
+    from fcnprobe.train import ENGINE, PLAIN, use_engine
+
+    module = type(PROBES.get(cell.probe)).__module__
+    with tempfile.TemporaryDirectory() as tmp, use_engine(PLAIN if arm == "plain" else ENGINE):
+        ctx = CellContext("cpu", preset, _settings(cell, preset, arm), Path(tmp), Path(tmp) / "cell")
+        rec, _ = execute_cell(cell, module, ctx)
+    m = rec.get("metrics", {})
+    score = next((k for k in SCORES if isinstance(m.get(k), (int, float))), None)
+    return {"status": rec["status"], "error": rec.get("error"), "train_time_s": m.get("train_time_s"),
+            "wall_time_s": rec["wall_time_s"], "stopped_at_step": m.get("stopped_at_step"),
+            "stop_reason": m.get("stop_reason"), "score_name": score, "score": m.get(score) if score else None}
+
+
+def run_pair(cell: Any, preset: str, plain_first: bool) -> dict[str, Any]:
+    """Both arms of ``cell``, back to back, in the given order."""
+    import torch
+
+    torch.set_num_threads(1)
+    order = ("plain", "configured") if plain_first else ("configured", "plain")
+    out = {arm: run_arm(cell, preset, arm) for arm in order}
+    return {"cell_id": cell.cell_id, "stratum": stratum(cell), "probe": cell.probe, "model": cell.model,
+            "task": cell.task, "seed": cell.seed, "params": dict(cell.params), "order": list(order),
+            **{arm: out[arm] for arm in ARMS}}
+
+
+def measure(cfg: SpeedConfig, cells: Sequence[Any]) -> list[dict[str, Any]]:
+    """Run every sampled cell's pair on ``cfg.workers`` processes (spawned, one thread each)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    jobs = [(c, cfg.preset, i % 2 == 0) for i, c in enumerate(cells)]
+    if cfg.workers <= 1:
+        return [run_pair(*j) for j in jobs]
+    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(run_pair, *zip(*jobs)))
+
+
+# -- the estimate (no torch) -----------------------------------------------------------------------------------
+
+def stratified_totals(pairs: Sequence[dict], sizes: dict[str, int]) -> dict[str, float]:
+    """Each arm's estimated total for the preset: sum over strata of N_s x the sampled mean."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for p in pairs:
+        by[p["stratum"]].append(p)
+    return {arm: float(sum(sizes[s] * np.mean([p[arm]["train_time_s"] for p in ps]) for s, ps in by.items()))
+            for arm in ARMS}
+
+
+def usable(pairs: Sequence[dict]) -> list[dict]:
+    """Pairs whose two arms both ran and timed their training."""
+    return [p for p in pairs if all(p[a]["status"] == "ok" and p[a]["train_time_s"] is not None for a in ARMS)]
+
+
+def speedup_interval(pairs: Sequence[dict], sizes: dict[str, int], seed: int = 0) -> dict[str, Any]:
+    """Plain total / configured total and its 95% stratified-bootstrap interval (percentile)."""
+    from scipy import stats
+
+    pairs = usable(pairs)
+    keys = sorted({p["stratum"] for p in pairs})
+    data = tuple(np.array([i for i, p in enumerate(pairs) if p["stratum"] == k], dtype=float) for k in keys)
+
+    def ratio(*idx: np.ndarray) -> float:
+        chosen = [pairs[int(i)] for ix in idx for i in ix]
+        t = stratified_totals(chosen, sizes)
+        return t["plain"] / t["configured"]
+
+    point = ratio(*data)
+    if all(len(d) < 2 for d in data):
+        return {"speedup": point, "lo": None, "hi": None}
+    res = stats.bootstrap(data, ratio, n_resamples=BOOT_RESAMPLES, vectorized=False, paired=False,
+                          method="percentile", random_state=np.random.default_rng(seed))
+    return {"speedup": point, "lo": float(res.confidence_interval.low), "hi": float(res.confidence_interval.high)}
+
+
+def summarise(pairs: Sequence[dict], sizes: dict[str, int]) -> dict[str, Any]:
+    """The estimate for the whole preset, per probe, and the steps and scores of the two arms."""
+    ok = usable(pairs)
+    totals = stratified_totals(ok, sizes)
+    per_probe = {}
+    for probe in sorted({p["probe"] for p in ok}):
+        sub = [p for p in ok if p["probe"] == probe]
+        per_probe[probe] = {**stratified_totals(sub, {k: v for k, v in sizes.items() if k.startswith(probe + "/")}),
+                            **speedup_interval(sub, sizes)}
+    steps = {arm: int(sum(p[arm]["stopped_at_step"] or 0 for p in ok)) for arm in ARMS}
+    return {"pairs": len(pairs), "usable_pairs": len(ok), "cells_in_preset": int(sum(sizes.values())),
+            "estimated_total_s": totals, **speedup_interval(ok, sizes), "per_probe": per_probe,
+            "sampled_steps": steps, "score_change": score_change(ok)}
+
+
+def score_change(pairs: Sequence[dict]) -> dict[str, Any]:
+    """Configured minus plain held-out accuracy over the sampled cells that score accuracy, with a t interval."""
+    from fcnprobe.analysis.stats import t_interval
+
+    diffs = [p["configured"]["score"] - p["plain"]["score"] for p in pairs
+             if p["plain"]["score_name"] == "acc_frac" and p["configured"]["score"] is not None]
+    if not diffs:
+        return {"n": 0}
+    ci = t_interval(diffs)
+    bound = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731  (one cell: no interval)
+    return {"metric": "acc_frac", "n": len(diffs), "mean": float(np.mean(diffs)), "lo": bound(ci.lo),
+            "hi": bound(ci.hi)}
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fcnprobe.time_to_evidence", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="standard")
+    ap.add_argument("--per-stratum", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", required=True, help="the JSON file to write")
+    a = ap.parse_args(argv)
+    cfg = SpeedConfig(a.preset, a.per_stratum, a.seed, a.workers)
+    cells, sizes = sample_cells(training_cells(cfg), cfg.per_stratum, cfg.seed)
+    start = time.time()
+    pairs = measure(cfg, cells)
+    doc = {"config": dataclasses.asdict(cfg), "command": "python -m fcnprobe.time_to_evidence "
+           + " ".join(argv or []), "strata": sizes, "wall_s": time.time() - start, "provenance": _provenance(),
+           "summary": summarise(pairs, sizes), "cells": pairs}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(doc, indent=1, default=str))
+    return 0
+
+
+def _provenance() -> dict[str, Any]:
+    """Git commit, torch, and the machine's one-thread sgemm rate (the cost probe's roofline matmul)."""
+    import torch
+
+    from fcnprobe import provenance
+    from fcnprobe.measure.timing import TimingConfig, gemm_gflops
+    from fcnprobe.train import ENGINE, PLAIN
+
+    torch.set_num_threads(1)
+    return {**provenance.collect("cpu"), "sgemm_gflops_1thread": gemm_gflops(512, TimingConfig()),
+            "engine": dataclasses.asdict(ENGINE), "plain": dataclasses.asdict(PLAIN)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
