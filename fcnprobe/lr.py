@@ -158,17 +158,20 @@ def is_flat(val_losses: Sequence[float]) -> bool:
 
 
 def reduction(records: Iterable[Any]) -> list[str]:
-    """How the grid of ``records`` falls short of the real grid ([] when it does not)."""
+    """How the grid of ``records`` trained less than the real grid ([] when it did not): a short budget
+    biases the selection (it favours high rates), so a reduced table is never read by the presets."""
     recs = [r for r in records if r.probe == "lrgrid" and r.ok]
-    steps, why = {r.metrics.get("steps_count") for r in recs}, []
+    steps = {r.metrics.get("steps_count") for r in recs}
     if any(s is None or s < GRID_STEPS for s in steps):
-        why.append(f"steps {sorted(s for s in steps if s is not None)} < the real grid's {GRID_STEPS}")
-    have = {(r.model, r.task) for r in recs}
-    missing = [f"{m}/{t}" for m in GRID_FAMILIES for t in GRID_TASKS if (m, t) not in have]
-    if missing:
-        why.append(f"{len(missing)} of {len(GRID_FAMILIES) * len(GRID_TASKS)} (family, task) cells not run: "
-                   + ", ".join(missing))
-    return why
+        return [f"steps {sorted(s for s in steps if s is not None)} < the real grid's {GRID_STEPS}"]
+    return []
+
+
+def missing_cells(records: Iterable[Any]) -> list[str]:
+    """The real grid's (family, task) cells with no ok record: a partial table, read for the rows it has
+    (a missing row falls back to the family default and the record's ``lr_source`` says so)."""
+    have = {(r.model, r.task) for r in records if r.probe == "lrgrid" and r.ok}
+    return [f"{m}/{t}" for m in GRID_FAMILIES for t in GRID_TASKS if (m, t) not in have]
 
 
 # -- building the table from lrgrid records ----------------------------------------------------------------
@@ -238,5 +241,6 @@ def _provenance(records: list[Any], manifests: list[dict[str, Any]], dirs: list[
                 + (f" --tasks {','.join(c['tasks'])}" if c.get("tasks") else "") for c, d in zip(configs, dirs)]
     why = reduction(records)
     return {"commit": shas[0] if len(shas) == 1 else ",".join(shas), "git_dirty": dirty, "commands": commands,
-            "reduced": bool(why), "reduced_because": why, "records": len(records),
+            "reduced": bool(why), "reduced_because": why, "missing_cells": missing_cells(records),
+            "records": len(records),
             "devices": sorted({str(r.provenance.get("device_name")) for r in records})}

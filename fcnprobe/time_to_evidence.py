@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -59,12 +60,11 @@ class SpeedConfig:
 
 def training_cells(cfg: SpeedConfig) -> list[Any]:
     """Every cell of the preset's training probes that trains."""
-    import fcnprobe.probes  # noqa: F401  (registers the probes)
-    from fcnprobe import sweep
     from fcnprobe.config import RunConfig
+    from fcnprobe.probes import PROBES  # importing the package registers every probe
 
-    planned = sweep.plan(cfg.probes, RunConfig(preset=cfg.preset))
-    return [c for cells in planned.values() for c in cells if c.task != "none"]
+    run = RunConfig(preset=cfg.preset)
+    return [c for name in cfg.probes for c in PROBES.get(name).plan(run) if c.task != "none"]
 
 
 def stratum(cell: Any) -> str:
@@ -86,7 +86,7 @@ def sample_cells(cells: Sequence[Any], per_stratum: int, seed: int) -> tuple[lis
 
 def _settings(cell: Any, preset: str, arm: str) -> Any:
     """The probe's settings; the plain arm turns early stopping off where the probe has it."""
-    from fcnprobe.probes.base import PROBES
+    from fcnprobe.probes import PROBES
 
     st = PROBES.get(cell.probe).settings(preset)
     if arm == "plain" and getattr(st, "early_stop", False):
@@ -96,7 +96,7 @@ def _settings(cell: Any, preset: str, arm: str) -> Any:
 
 def run_arm(cell: Any, preset: str, arm: str) -> dict[str, Any]:
     """Run one arm of one cell in this process; the record's timing, steps and score."""
-    from fcnprobe.probes.base import PROBES, CellContext
+    from fcnprobe.probes import PROBES, CellContext
     from fcnprobe.sweep import execute_cell
     from fcnprobe.train import ENGINE, PLAIN, use_engine
 
@@ -214,11 +214,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     pairs = measure(cfg, cells)
     doc = {"config": dataclasses.asdict(cfg), "command": "python -m fcnprobe.time_to_evidence "
-           + " ".join(argv or []), "strata": sizes, "wall_s": time.time() - start, "provenance": _provenance(),
+           + " ".join(sys.argv[1:] if argv is None else argv), "strata": sizes, "wall_s": time.time() - start, "provenance": _provenance(),
            "summary": summarise(pairs, sizes), "cells": pairs}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=1, default=str))
+    print(summary_text(doc))
     return 0
+
+
+def summary_text(doc: dict[str, Any]) -> str:
+    """A Markdown table of the estimate: the preset's total per arm, the speed-up with its interval, per probe."""
+    s, rate = doc["summary"], doc["provenance"].get("sgemm_gflops_1thread")
+    rows = [("all training probes", s["estimated_total_s"], s)] + [(k, v, v) for k, v in s["per_probe"].items()]
+    out = [f"{s['usable_pairs']} of {s['pairs']} sampled cells (of {s['cells_in_preset']}) timed in both arms; "
+           f"{doc['wall_s'] / 60:.0f} min wall, one-thread sgemm {rate:.0f} GFLOP/s.", "",
+           "| training | plain, est. total (s) | as configured (s) | speed-up [95% interval] |", "|---|---|---|---|"]
+    for name, totals, est in rows:
+        out.append(f"| {name} | {totals['plain']:,.0f} | {totals['configured']:,.0f} | {_interval(est)} |")
+    sc = s["score_change"]
+    if sc.get("n"):
+        out += ["", f"Held-out accuracy, as configured minus plain, over {sc['n']} sampled cells: "
+                f"{sc['mean']:+.3f} [{_num(sc['lo'])}, {_num(sc['hi'])}]."]
+    return "\n".join(out)
+
+
+def _interval(est: dict[str, Any]) -> str:
+    if est.get("lo") is None:
+        return f"{est['speedup']:.2f}× (no interval: one cell per stratum)"
+    return f"{est['speedup']:.2f}× [{est['lo']:.2f}, {est['hi']:.2f}]"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
 
 
 def _provenance() -> dict[str, Any]:

@@ -108,6 +108,22 @@ def test_write_table_from_records_and_read_it_back(tmp_path):
     assert L.learning_rate("fcn", "global_cue", "quick", path)[0] == family_lr("fcn")  # reduced: not used
 
 
+def test_a_full_length_grid_missing_cells_is_read_for_the_rows_it_has(tmp_path):
+    from fcnprobe.lr import GRID_FAMILIES, GRID_STEPS, GRID_TASKS
+
+    store = RunStore(tmp_path / "run")
+    store.write_manifest({"config": {"preset": "lrgrid", "models": [], "tasks": []}})
+    store.write_record(_record("fcn", "global_cue", 0, [1e-3, 2e-3, 4e-3], [0.9, 0.2, 0.5], steps=GRID_STEPS))
+    table = L.load_table(L.write_lr_table(tmp_path / "run", out=tmp_path / "table.json"))
+    assert not table["reduced"] and table["reduced_because"] == []
+    assert len(table["missing_cells"]) == len(GRID_FAMILIES) * len(GRID_TASKS) - 1
+    assert "fcn/locate" in table["missing_cells"] and "fcn/global_cue" not in table["missing_cells"]
+    lr, src = L.learning_rate("fcn", "global_cue", "quick", tmp_path / "table.json")
+    assert lr == 2e-3 and "fcn/global_cue" in src
+    lr, src = L.learning_rate("fcn", "locate", "quick", tmp_path / "table.json")
+    assert lr == family_lr("fcn") and "no LR table row" in src
+
+
 def test_write_table_without_records_raises(tmp_path):
     RunStore(tmp_path / "empty").write_manifest({"config": {}})
     with pytest.raises(ValueError, match="no ok lrgrid records"):

@@ -72,3 +72,12 @@ def test_process_pool_gives_the_same_records(tmp_path, toy_probe):
 def test_dry_run_lists_cells_without_running(tmp_path, toy_probe):
     summary, store = _run(tmp_path, dry_run=True)
     assert len(summary.cells) == 5 and not (store.root / "cells").exists()
+
+
+def test_the_manifest_records_the_training_engine_options_in_force(tmp_path, toy_probe):
+    from fcnprobe.train import ENGINE
+
+    run_sweep(["toy"], RunConfig(out=str(tmp_path), device="cpu", workers=1, preset="smoke"), progress=False)
+    engine = RunStore(tmp_path).read_manifest()["engine"]
+    assert engine["channels_last"] == ENGINE.channels_last and engine["fused_adamw"] == ENGINE.fused_adamw
+    assert engine["compile"] is False and "torch_version" in engine

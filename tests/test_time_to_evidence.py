@@ -82,4 +82,19 @@ def test_a_smoke_pair_runs_both_arms_and_the_plain_arm_takes_every_step(tmp_path
     for arm in tte.ARMS:
         assert pair[arm]["status"] == "ok" and pair[arm]["train_time_s"] > 0
     assert pair["plain"]["stop_reason"] == "budget"
-    json.dumps(tte.summarise([pair], sizes))  # the document is JSON
+    doc = {"summary": tte.summarise([pair], sizes), "provenance": {"sgemm_gflops_1thread": 90.0}, "wall_s": 60}
+    json.dumps(doc)  # the document is JSON
+    text = tte.summary_text(doc)
+    assert "1 of 1 sampled cells" in text and "90 GFLOP/s" in text and "no interval: one cell per stratum" in text
+
+
+def test_summary_text_shows_each_probe_with_its_interval():
+    pairs = [_pair("context/fcn", 3.0 * t, t, acc=(0.9, 0.85)) for t in (1, 2, 3)]
+    pairs += [_pair("difficulty/fcn", 1.2 * t, t) for t in (1, 2)]
+    doc = {"summary": tte.summarise(pairs, {"context/fcn": 9, "difficulty/fcn": 4}),
+           "provenance": {"sgemm_gflops_1thread": 150.0}, "wall_s": 120}
+    text = tte.summary_text(doc)
+    assert "| context | 54 | 18 | 3.00× [3.00, 3.00] |" in text, text  # 9 x 6 s and 9 x 2 s
+    assert "| difficulty | 7 | 6 | 1.20× [1.20, 1.20] |" in text
+    assert "| all training probes | 61 | 24 | 2.55× [" in text  # (54 + 7.2) / (18 + 6)
+    assert "over 5 sampled cells: -0.030 [" in text  # three cells lost 0.05, two nothing

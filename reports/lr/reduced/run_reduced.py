@@ -8,7 +8,7 @@ process; two threads per process on a box at load ~10 ran >5x slower), as it was
 
     M=fcn,cnn_fc,dilated,fcn_gap,attention
     for T in global_cue shift same_different; do
-        PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/run_reduced.py runs/lr_$T $M $T &
+        PYTHONPATH=. OMP_NUM_THREADS=1 python reports/lr/reduced/run_reduced.py runs/lr_$T $M $T &
     done
 
 then ``python reports/lr/publish.py NOTE runs/lr_*``. The records say what ran (steps, tasks), and the
