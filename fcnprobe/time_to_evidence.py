@@ -34,10 +34,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -123,14 +123,26 @@ def run_pair(cell: Any, preset: str, plain_first: bool) -> dict[str, Any]:
             **{arm: out[arm] for arm in ARMS}}
 
 
-def measure(cfg: SpeedConfig, cells: Sequence[Any]) -> list[dict[str, Any]]:
-    """Run every sampled cell's pair on ``cfg.workers`` processes (spawned, one thread each)."""
+def measure(cfg: SpeedConfig, cells: Sequence[Any], on_pair: Callable[[list], None] | None = None) -> list[dict]:
+    """Run every sampled cell's pair on ``cfg.workers`` processes (spawned, one thread each), in the
+    order they finish; ``on_pair`` sees the list after each one (to save it as it grows)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     jobs = [(c, cfg.preset, i % 2 == 0) for i, c in enumerate(cells)]
+    pairs: list[dict] = []
+
+    def done(pair: dict) -> None:
+        pairs.append(pair)
+        if on_pair is not None:
+            on_pair(pairs)
+
     if cfg.workers <= 1:
-        return [run_pair(*j) for j in jobs]
+        for job in jobs:
+            done(run_pair(*job))
+        return pairs
     with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(run_pair, *zip(*jobs)))
+        for fut in as_completed([pool.submit(run_pair, *job) for job in jobs]):
+            done(fut.result())
+    return pairs
 
 
 # -- the estimate (no torch) -----------------------------------------------------------------------------------
@@ -171,8 +183,12 @@ def speedup_interval(pairs: Sequence[dict], sizes: dict[str, int], seed: int = 0
 
 
 def summarise(pairs: Sequence[dict], sizes: dict[str, int]) -> dict[str, Any]:
-    """The estimate for the whole preset, per probe, and the steps and scores of the two arms."""
+    """The estimate for the whole preset (over the strata measured so far), per probe, and the steps
+    and scores of the two arms; no estimate while no cell has been timed in both arms."""
     ok = usable(pairs)
+    if not ok:
+        return {"pairs": len(pairs), "usable_pairs": 0, "cells_in_preset": int(sum(sizes.values())),
+                "estimated_total_s": None, "speedup": None, "lo": None, "hi": None, "per_probe": {}}
     totals = stratified_totals(ok, sizes)
     per_probe = {}
     for probe in sorted({p["probe"] for p in ok}):
@@ -181,6 +197,7 @@ def summarise(pairs: Sequence[dict], sizes: dict[str, int]) -> dict[str, Any]:
                             **speedup_interval(sub, sizes)}
     steps = {arm: int(sum(p[arm]["stopped_at_step"] or 0 for p in ok)) for arm in ARMS}
     return {"pairs": len(pairs), "usable_pairs": len(ok), "cells_in_preset": int(sum(sizes.values())),
+            "strata_measured": len({p["stratum"] for p in ok}), "strata": len(sizes),
             "estimated_total_s": totals, **speedup_interval(ok, sizes), "per_probe": per_probe,
             "sampled_steps": steps, "score_change": score_change(ok)}
 
@@ -202,31 +219,62 @@ def score_change(pairs: Sequence[dict]) -> dict[str, Any]:
 # -- the command -------------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: sample, measure, and keep the document up to date after every pair."""
+    from fcnprobe.errors import UsageError
+
+    a = _parser().parse_args(argv)
+    try:
+        if a.per_stratum < 1 or a.workers < 1:
+            raise UsageError("--per-stratum and --workers must be >= 1")
+        cfg = SpeedConfig(a.preset, a.per_stratum, a.seed, a.workers)
+        cells, sizes = sample_cells(training_cells(cfg), cfg.per_stratum, cfg.seed)
+    except UsageError as exc:
+        print(f"fcnprobe: error: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m fcnprobe.time_to_evidence " + " ".join(sys.argv[1:] if argv is None else argv)
+    head = {"config": dataclasses.asdict(cfg), "command": command, "strata": sizes, "provenance": _provenance()}
+    start, out = time.time(), Path(a.out)
+    save = lambda pairs, complete=False: _save(out, {**head, "complete": complete, "wall_s": time.time() - start,  # noqa: E731
+                                                     "summary": summarise(pairs, sizes), "cells": pairs})
+    try:
+        pairs = measure(cfg, cells, on_pair=save)
+        save(pairs, complete=True)
+    except KeyboardInterrupt:
+        print(f"fcnprobe: interrupted; {out} keeps the pairs measured so far", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"fcnprobe: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(summary_text(json.loads(out.read_text())))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fcnprobe.time_to_evidence", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="standard")
-    ap.add_argument("--per-stratum", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", required=True, help="the JSON file to write")
-    a = ap.parse_args(argv)
-    cfg = SpeedConfig(a.preset, a.per_stratum, a.seed, a.workers)
-    cells, sizes = sample_cells(training_cells(cfg), cfg.per_stratum, cfg.seed)
-    start = time.time()
-    pairs = measure(cfg, cells)
-    doc = {"config": dataclasses.asdict(cfg), "command": "python -m fcnprobe.time_to_evidence "
-           + " ".join(sys.argv[1:] if argv is None else argv), "strata": sizes, "wall_s": time.time() - start, "provenance": _provenance(),
-           "summary": summarise(pairs, sizes), "cells": pairs}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(doc, indent=1, default=str))
-    print(summary_text(doc))
-    return 0
+    ap.add_argument("--per-stratum", type=int, default=2, help="cells drawn per (probe, model)")
+    ap.add_argument("--seed", type=int, default=0, help="the sampling generator's seed")
+    ap.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
+    ap.add_argument("--out", required=True, help="the JSON file to write (rewritten after every pair)")
+    return ap
+
+
+def _save(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` atomically: an interrupted write never leaves a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def summary_text(doc: dict[str, Any]) -> str:
     """A Markdown table of the estimate: the preset's total per arm, the speed-up with its interval, per probe."""
     s, rate = doc["summary"], doc["provenance"].get("sgemm_gflops_1thread")
+    if s["estimated_total_s"] is None:
+        return f"no cell was timed in both arms ({s['pairs']} tried); see the error of each arm in 'cells'"
     rows = [("all training probes", s["estimated_total_s"], s)] + [(k, v, v) for k, v in s["per_probe"].items()]
-    out = [f"{s['usable_pairs']} of {s['pairs']} sampled cells (of {s['cells_in_preset']}) timed in both arms; "
+    out = [f"{s['usable_pairs']} of {s['pairs']} sampled cells (of {s['cells_in_preset']}) timed in both arms"
+           f"{'' if doc.get('complete', True) else ' (interrupted: a partial sample)'}; "
            f"{doc['wall_s'] / 60:.0f} min wall, one-thread sgemm {rate:.0f} GFLOP/s.", "",
            "| training | plain, est. total (s) | as configured (s) | speed-up [95% interval] |", "|---|---|---|---|"]
     for name, totals, est in rows:

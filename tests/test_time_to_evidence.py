@@ -98,3 +98,39 @@ def test_summary_text_shows_each_probe_with_its_interval():
     assert "| difficulty | 7 | 6 | 1.20× [1.20, 1.20] |" in text
     assert "| all training probes | 61 | 24 | 2.55× [" in text  # (54 + 7.2) / (18 + 6)
     assert "over 5 sampled cells: -0.030 [" in text  # three cells lost 0.05, two nothing
+
+
+def test_an_unknown_preset_or_a_zero_sample_is_one_line_and_exit_2(tmp_path, capsys):
+    assert tte.main(["--preset", "nope", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fcnprobe: error: unknown preset 'nope'") and err.count("\n") == 1
+    assert tte.main(["--per-stratum", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_no_cell_timed_in_both_arms_gives_no_estimate():
+    bad = _pair("a/x", 1, 1)
+    bad["configured"]["status"] = "error"
+    s = tte.summarise([bad], {"a/x": 4})
+    assert s["usable_pairs"] == 0 and s["speedup"] is None
+    assert "no cell was timed in both arms" in tte.summary_text({"summary": s, "provenance": {}, "wall_s": 1})
+
+
+def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_pair(cell, preset, plain_first):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(cell.cell_id)
+        return {**_pair(tte.stratum(cell), 2.0, 1.0), "cell_id": cell.cell_id}
+
+    monkeypatch.setattr(tte, "run_pair", fake_pair)
+    monkeypatch.setattr(tte, "_provenance", lambda: {"sgemm_gflops_1thread": 100.0})
+    out = tmp_path / "speed.json"
+    code = tte.main(["--preset", "smoke", "--per-stratum", "1", "--workers", "1", "--out", str(out)])
+    assert code == 130 and "keeps the pairs measured so far" in capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and [p["cell_id"] for p in doc["cells"]] == calls
+    assert doc["summary"]["speedup"] == pytest.approx(2.0)
+    assert "interrupted: a partial sample" in tte.summary_text(doc)
