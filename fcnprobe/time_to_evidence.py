@@ -193,8 +193,7 @@ def summarise(pairs: Sequence[dict], sizes: dict[str, int]) -> dict[str, Any]:
     per_probe = {}
     for probe in sorted({p["probe"] for p in ok}):
         sub = [p for p in ok if p["probe"] == probe]
-        per_probe[probe] = {**stratified_totals(sub, {k: v for k, v in sizes.items() if k.startswith(probe + "/")}),
-                            **speedup_interval(sub, sizes)}
+        per_probe[probe] = {**stratified_totals(sub, sizes), **speedup_interval(sub, sizes)}
     steps = {arm: int(sum(p[arm]["stopped_at_step"] or 0 for p in ok)) for arm in ARMS}
     return {"pairs": len(pairs), "usable_pairs": len(ok), "cells_in_preset": int(sum(sizes.values())),
             "strata_measured": len({p["stratum"] for p in ok}), "strata": len(sizes),
@@ -233,15 +232,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = "python -m fcnprobe.time_to_evidence " + " ".join(sys.argv[1:] if argv is None else argv)
     head = {"config": dataclasses.asdict(cfg), "command": command, "strata": sizes, "provenance": _provenance()}
-    start, out = time.time(), Path(a.out)
-    save = lambda pairs, complete=False: _save(out, {**head, "complete": complete, "wall_s": time.time() - start,  # noqa: E731
-                                                     "summary": summarise(pairs, sizes), "cells": pairs})
+    start, out, measured = time.time(), Path(a.out), []
+
+    def save(pairs: list, complete: bool | None = None) -> None:
+        """The pairs so far after each one (no summary: its bootstrap would take CPU from the timed workers),
+        and the summary once at the end or on Ctrl-C."""
+        measured[:] = pairs
+        summary = None if complete is None else summarise(pairs, sizes)
+        _save(out, {**head, "complete": bool(complete), "wall_s": time.time() - start, "summary": summary,
+                    "cells": pairs})
+
     try:
-        pairs = measure(cfg, cells, on_pair=save)
-        save(pairs, complete=True)
-    except KeyboardInterrupt:
-        print(f"fcnprobe: interrupted; {out} keeps the pairs measured so far", file=sys.stderr)
-        return 130
+        try:
+            save(measure(cfg, cells, on_pair=save), complete=True)
+        except KeyboardInterrupt:
+            save(list(measured), complete=False)
+            print(f"fcnprobe: interrupted; {out} keeps the pairs measured so far", file=sys.stderr)
+            return 130
     except OSError as exc:
         print(f"fcnprobe: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -95,20 +95,25 @@ def claim2(run: RunData) -> tuple[str, str]:
                    & (df.forward_ok == True)]  # noqa: E712
     if fcn_dense.empty:
         return "not measured", "no dense FCN contract cells ran."
-    tied = int((fcn_dense.follows_input == True).sum())  # noqa: E712
-    ev = (f"{tied}/{len(fcn_dense)} dense FCN cells return the input's spatial size {_share(tied, len(fcn_dense))} "
-          f"(by construction: the zoo's dense head resizes its map to the input)")
+    tied = _following(fcn_dense)
+    ev = (_share(tied, len(fcn_dense), "dense FCN cells return the input's spatial size")
+          + " (by construction: the zoo's dense head resizes its map to the input)")
     ev += _adapter_and_fc_counts(df, _global_models(run, set(df.model)))
     ev += _native_strides(run) + _adapter_results(run)
     return ("supported" if tied == len(fcn_dense) else "not supported"), ev + "."
 
 
-def _share(k: int, n: int) -> str:
-    """A count of deterministic cases with its Clopper-Pearson 95% interval: exact for the cases that
-    ran (a shape has no sampling error), a bound on the share among untried cases of the same kind."""
+def _following(rows: pd.DataFrame) -> int:
+    """Contract cells whose output's spatial size follows the input's."""
+    return int((rows.follows_input == True).sum())  # noqa: E712
+
+
+def _share(k: int, n: int, what: str) -> str:
+    """'k/n <what> [interval]': a count of deterministic cases with its Clopper-Pearson 95% interval, exact
+    for the cases that ran (a shape has no sampling error), a bound on an untried case of the same kind."""
     ci = clopper_pearson(k, n)
-    return (f"[95% Clopper–Pearson {100 * ci.lo:.0f}%–{100 * ci.hi:.0f}% for an untried case of this kind; "
-            f"exact for the {n} that ran]")
+    return (f"{k}/{n} {what} [95% Clopper–Pearson {100 * ci.lo:.0f}%–{100 * ci.hi:.0f}% for an untried case of "
+            f"this kind; exact for the {n} that ran]")
 
 
 def _native_strides(run: RunData) -> str:
@@ -201,8 +206,7 @@ def _sizes(df: pd.DataFrame, model: str) -> str:
     rows = df[(df.model == model) & (df.forward_ok == True)] if "follows_input" in df else df.iloc[:0]  # noqa: E712
     if rows.empty:
         return ""
-    k = int((rows.follows_input == True).sum())  # noqa: E712
-    return f"; at {k}/{len(rows)} input sizes its output's spatial size follows the input {_share(k, len(rows))}"
+    return "; at " + _share(_following(rows), len(rows), "input sizes its output's spatial size follows the input")
 
 
 for _n, (_model, _what) in enumerate([("seed_simple_fcn", "segmentation works as intended"),
