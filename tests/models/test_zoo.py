@@ -92,3 +92,13 @@ def test_seed_models_print_the_seeds_shapes():
            [("seed_simple_fcn", "dense:10"), ("seed_attempted_vector", "vector:5"), ("seed_bounding_box", "box")]}
     assert got == {"seed_simple_fcn": (1, 10, 256, 256), "seed_attempted_vector": (1, 5, 256, 256),
                    "seed_bounding_box": (1, 4, 256, 256)}
+
+
+@pytest.mark.parametrize("width,heads", [(8, 1), (12, 1), (16, 2), (24, 3), (32, 4), (40, 5)])
+def test_attention_heads_have_eight_channels_and_divide_the_width(width, heads):
+    from fcnprobe.models import create_model
+    from fcnprobe.models.attention import attention_heads
+
+    assert attention_heads(width) == heads and width % heads == 0
+    net = create_model("attention", "dense:4", in_channels=3, image_size=16, width=width, depth=2)
+    assert net.trunk.encoder.layers[0].self_attn.num_heads == heads
