@@ -15,6 +15,7 @@ interleaved repetition. The full table for a report: ``python benchmarks/test_be
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 
@@ -72,6 +73,20 @@ def test_train_step(benchmark, name):
     assert 0 < benchmark.extra_info["sgemm_frac"] < 2  # above 1 would mean a wrong MAC count or clock
 
 
+BF16 = dataclasses.replace(ENGINE, bf16_autocast=True)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_bf16_autocast(benchmark, name):
+    """bfloat16 autocast on top of the engine: measured, not kept (``train.EngineOptions``)."""
+    steps = {"engine": make_step(name, QUICK, ENGINE), "bf16": make_step(name, QUICK, BF16)}
+    st = interleaved(steps, samples={k: QUICK.batch_size for k in steps}, **_reps(benchmark))
+    benchmark.extra_info.update(family=name, threads=torch.get_num_threads(), bf16_speedup=ratio(st, "bf16", "engine"),
+                                native_bf16=bool(torch.backends.mkldnn.is_available()
+                                                 and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+    benchmark(steps["bf16"])
+
+
 @pytest.mark.parametrize("grid", GROUPS)
 @pytest.mark.parametrize("name", FAMILIES)
 def test_grouped_vs_sequential(benchmark, name, grid):
@@ -91,15 +106,18 @@ def main(reps: int = 7) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*batching rule.*")
     print("| family | train MMAC/sample | plain samples/s | engine samples/s | engine x | sgemm GFLOP/s "
-          "| sgemm frac | vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| sgemm frac | bf16 x | vmap x (G=3) | vmap x (G=6) | worst IQR/median |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in FAMILIES:
         pair = {"engine": make_step(name, QUICK, ENGINE), "plain": make_step(name, QUICK, PLAIN)}
         one = interleaved(_with_sgemm(pair), reps=reps, samples={"engine": 16, "plain": 16})
         macs, rate, gemm = train_macs_per_sample(name, QUICK), one["engine"]["samples_per_s_median"], _gflops(one)
         row = [f"{macs / 1e6:.1f}", f"{one['plain']['samples_per_s_median']:.0f}", f"{rate:.0f}",
                f"{ratio(one, 'engine', 'plain'):.2f}", f"{gemm:.0f}", f"{MAC_FLOPS * macs * rate / 1e9 / gemm:.2f}"]
-        noise = [v["s_per_call_iqr"] / v["s_per_call_median"] for v in one.values()]
+        bf = interleaved({"engine": pair["engine"], "bf16": make_step(name, QUICK, BF16)}, reps=reps,
+                         samples={"engine": 16, "bf16": 16})
+        row.append(f"{ratio(bf, 'bf16', 'engine'):.2f}")
+        noise = [v["s_per_call_iqr"] / v["s_per_call_median"] for v in (*one.values(), *bf.values())]
         for g in GROUPS.values():
             st = interleaved({s: make_step(name, QUICK, ENGINE, group=g, strategy=s) for s in ("loop", "vmap")},
                              reps=reps, samples={"loop": 16 * g, "vmap": 16 * g})

@@ -10,7 +10,11 @@ Engine options (``EngineOptions``) are speed-ups that leave the arithmetic the
 same: channels-last activations for convolutions and the fused AdamW kernel.
 Each was kept because it measured faster on one CPU thread
 (``benchmarks/test_bench_train.py``); ``engine_options()`` is the dict to store
-in a run's manifest. Training many seeds or learning rates together:
+in a run's manifest. ``bf16_autocast`` (forward and loss under
+``torch.autocast(bfloat16)``) is there to be measured, and is off: it changes
+the arithmetic, and on a CPU with native bf16 it measured 1.5-1.7x for fcn and
+fcn_gap, ~1.0x for cnn_fc and 0.4-0.5x for attention, so turning it on would give
+the families different precisions and different speed-ups. Training many seeds or learning rates together:
 ``fcnprobe.train_group``.
 
     >>> res = train(model, task.sample, loss_fn, TrainBudget(800, 16, stop=StopRule()), 5e-3, "cpu", seed=0)
@@ -58,6 +62,7 @@ class EngineOptions:
     channels_last: bool = True  # NHWC activations: oneDNN convs; 1.17-1.52x per family with fused AdamW
     fused_adamw: bool = True  # one kernel per step instead of ~10 ops per parameter: ~1.0-1.1x
     compile: bool = False  # 1.05-1.12x per step, but 40-140 s to compile per family and process on CPU
+    bf16_autocast: bool = False  # not kept: changes the arithmetic, and the gain differs by family (see below)
 
 
 ENGINE = EngineOptions()
@@ -126,6 +131,11 @@ def to_engine(x: torch.Tensor, options: EngineOptions | None = None) -> torch.Te
     return x.contiguous(memory_format=torch.channels_last) if options.channels_last and x.dim() == 4 else x
 
 
+def autocast(options: EngineOptions, device_type: str) -> Any:
+    """``torch.autocast`` to bfloat16 when the options ask for it, else a no-op context."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=options.bf16_autocast)
+
+
 class Run:
     """One model's training state, advanced one step at a time (``train`` and lock-step groups)."""
 
@@ -150,7 +160,8 @@ class Run:
     def advance(self) -> None:
         """One optimiser step; logs, validates and decides whether to stop."""
         batch = self.sample(self.budget.batch_size, self.gen)
-        loss = self.loss_fn(self.forward(to_engine(batch.inputs, self.options)), batch)
+        with autocast(self.options, self.gen.device.type):
+            loss = self.loss_fn(self.forward(to_engine(batch.inputs, self.options)), batch).float()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -176,7 +187,8 @@ class Run:
     @torch.no_grad()
     def validate(self) -> float:
         self.model.eval()
-        loss = self.loss_fn(self.model(to_engine(self.val.inputs, self.options)), self.val).item()
+        with autocast(self.options, self.gen.device.type):
+            loss = self.loss_fn(self.model(to_engine(self.val.inputs, self.options)), self.val).item()
         self.model.train()
         return loss
 

@@ -110,6 +110,17 @@ def test_engine_options_are_deterministic_and_agree():
     assert set(engine_options()) >= {"channels_last", "fused_adamw", "compile", "torch_version"}
 
 
+def test_bf16_autocast_is_off_by_default_and_changes_the_arithmetic_when_on():
+    from fcnprobe.train import ENGINE
+
+    budget = TrainBudget(10, 4, log_every=5)
+    fp32, bf16 = _train(budget), _train(budget, dataclasses.replace(ENGINE, bf16_autocast=True))
+    assert not ENGINE.bf16_autocast and engine_options()["bf16_autocast"] is False
+    assert all(math.isfinite(v) for v in bf16.losses)
+    assert bf16.losses != fp32.losses  # bfloat16 rounding: not an arithmetic-preserving option
+    assert bf16.losses == pytest.approx(fp32.losses, rel=0.05)  # but the same training, within its rounding
+
+
 def _native_head(name: str) -> str:
     from fcnprobe.models import MODELS
 

@@ -42,4 +42,5 @@ def test_sources_of_other_probes_and_empty_run():
     assert tab.to_dict("records") == [{"probe": "context", "lr source": "LR table abc", "records": 2}]
     sec = lrgrid_section(_run(ctx))
     assert sec is not None and not sec.figures and "LR table abc" in sec.tables[0][1]
+    assert any("reports/lr/" in n for n in sec.notes)  # where the curves behind the table are
     assert lrgrid_section(_run([])) is None

@@ -92,6 +92,9 @@ def lrgrid_section(run: RunData) -> Section | None:
         ext = df[df.get("edge_extended", pd.Series(dtype=object)).fillna("none") != "none"]
         if not ext.empty:
             sec.notes.append(f"The grid was extended past an edge in {len(ext)} of {len(df)} cells.")
+    else:
+        sec.notes.append("This run trained no grid cells. The sensitivity curves behind the committed LR table "
+                         "are in the repository's reports/lr/ (index.html: every family and task of the grid).")
     if not sources.empty:
         sec.tables.append(("Where the trained models of this run took their learning rate from",
                            table_html(sources, run.labels)))
