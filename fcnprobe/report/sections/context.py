@@ -145,6 +145,37 @@ def _shift(run: RunData) -> tuple[F.Figure | None, str | None]:
     return fig_, table_html(tab.reset_index(), run.labels)
 
 
+SOLVED_FRAC = 0.9  # a shift distance counts as solved at this mean accuracy (the issue's 0.9 success)
+AT_CHANCE_MARGIN = 0.05  # ... and as unlearned within this much of chance
+
+
+def shift_readings(df: pd.DataFrame) -> list[str]:
+    """What each model's shift row says, read against its d = 0 control (mean over seeds).
+
+    d = 0 unsolved: the output cannot place single pixels, so the row says nothing about
+    context. d = 0 solved and a farther d at chance although the model's receptive field
+    covers it (``covers_task``): neither resolution nor reach, the copy was not learned
+    within the budget (the stop reason says when training ended).
+    """
+    out = []
+    for model, g in df.groupby("model", sort=True):
+        by_d = g.groupby("param_distance")
+        acc, chance = by_d["acc_frac"].mean(), float(g["chance_frac"].mean())
+        if 0 not in acc.index:
+            continue
+        if acc[0] < SOLVED_FRAC:
+            out.append(f"{model} does not solve d = 0 ({acc[0]:.2f}): its output cannot place single pixels, "
+                       "so its shift row measures output resolution, not context.")
+            continue
+        covered = by_d["covers_task"].agg(lambda v: bool(v.fillna(False).astype(bool).all()))
+        for d in [d for d in acc.index if d > 0 and acc[d] < chance + AT_CHANCE_MARGIN and covered[d]]:
+            steps = by_d["stopped_at_step"].median()[d]
+            out.append(f"{model} solves d = 0 ({acc[0]:.2f}) and its receptive field covers d = {d:g}, yet it "
+                       f"stays at chance there ({acc[d]:.2f}; median {steps:g} steps): neither resolution nor "
+                       "reach, the copy was not learned within the budget.")
+    return out
+
+
 def _summary_table(run: RunData, task: str) -> str | None:
     s = distance_summary(run, task)
     if s.empty:
@@ -173,6 +204,7 @@ def context_section(run: RunData) -> Section | None:
     if fig:
         sec.figures.append(fig)
         sec.tables.append(("shift: accuracy per distance", tab))
+        sec.notes += shift_readings(run.ok("context", "shift"))
     return sec
 
 
