@@ -12,9 +12,10 @@ Each was kept because it measured faster on one CPU thread
 (``benchmarks/test_bench_train.py``); ``engine_options()`` is the dict to store
 in a run's manifest. ``bf16_autocast`` (forward and loss under
 ``torch.autocast(bfloat16)``) is there to be measured, and is off: it changes
-the arithmetic, and on a CPU with native bf16 it measured 1.5-1.7x for fcn and
-fcn_gap, ~1.0x for cnn_fc and 0.4-0.5x for attention, so turning it on would give
-the families different precisions and different speed-ups. Training many seeds or learning rates together:
+the arithmetic, and on a CPU with native bf16 (``benchmarks/test_bench_train.py -k
+bf16``, quick shape, one thread) it measured 1.58x for fcn, 1.52x dilated, 1.38x
+fcn_gap, 1.06x cnn_fc and 0.87x attention: turning it on would give the families
+different precisions and different speed-ups. Training many seeds or learning rates together:
 ``fcnprobe.train_group``.
 
     >>> res = train(model, task.sample, loss_fn, TrainBudget(800, 16, stop=StopRule()), 5e-3, "cpu", seed=0)
