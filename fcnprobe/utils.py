@@ -10,12 +10,14 @@ and ``param_count`` only touch the tensors they are given.
 * ``IGNORE_INDEX``: the target value cross-entropy skips (torch's default, -100).
 * ``check_finite``: NaN / inf -> ``CellError`` naming the stage, so a bad model is an error record.
 * ``lazy_exports``: a package's ``__getattr__`` / ``__dir__`` that import each public name on first use.
+* ``no_mha_fast_path``: a block in which ``nn.TransformerEncoderLayer`` runs its plain (slow) path.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from fcnprobe.errors import CellError
 
@@ -85,3 +87,18 @@ def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], A
         raise AttributeError(f"module '{package}' has no attribute '{name}'")
 
     return getattr_, lambda: sorted(table)
+
+
+@contextlib.contextmanager
+def no_mha_fast_path() -> Iterator[None]:
+    """Turn off PyTorch's fused inference path of ``nn.TransformerEncoderLayer`` inside the block (and
+    restore the setting after): tracers, counters and linearised copies need the plain ops, and with a
+    per-head float ``src_mask`` the fused path returned NaN (torch 2.13, CPU)."""
+    import torch
+
+    prev = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(prev)

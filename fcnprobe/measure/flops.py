@@ -52,6 +52,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from torch.utils._pytree import tree_flatten
 
+from fcnprobe.utils import no_mha_fast_path
+
 MAC_FLOPS = 2  # FLOPs per multiply-accumulate
 
 _OTHER_NOTE = "not a MAC: counted in other_flops"
@@ -241,13 +243,8 @@ class FlopCount:
 @contextlib.contextmanager
 def _counting_mode() -> Iterator[None]:
     """Grad on and the MHA fast path off, so attention runs through countable ops."""
-    prev = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(prev)
+    with no_mha_fast_path(), torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 def _leaf_inputs(inputs: "torch.Tensor | tuple") -> tuple:

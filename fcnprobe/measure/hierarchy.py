@@ -30,8 +30,9 @@ weighted Euclidean distance in pixels to the keys, averaged over queries, heads
 and images, per layer. PyTorch's encoder layer calls its attention with
 ``need_weights=False`` (and may take a fused fast path), so the weights are not
 exposed; a forward pre-hook on each ``nn.TransformerEncoderLayer`` takes the
-layer's input and recomputes them from ``self_attn``'s in-projection (after
-``norm1`` for pre-norm layers). Token positions assume a square grid of patches.
+layer's input (and its float ``src_mask``, an additive bias on the logits such as
+a relative-position bias) and recomputes them from ``self_attn``'s in-projection
+(after ``norm1`` for pre-norm layers). Token positions assume a square grid of patches.
 
 ERF radius per block (issue 15: how *global* each layer is, beside how
 abstract): ``layer_erf_radii`` takes the centre unit of each block's spatial
@@ -229,8 +230,10 @@ def token_distances(grid: int, patch: float = 1.0) -> torch.Tensor:
     return torch.cdist(pos, pos)
 
 
-def attention_weights(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
-    """(B, heads, T, T) softmax attention of a batch-first encoder layer for its input x (B, T, D)."""
+def attention_weights(layer: nn.TransformerEncoderLayer, x: torch.Tensor,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, heads, T, T) softmax attention of a batch-first encoder layer for its input x (B, T, D);
+    ``mask`` is the layer's float ``src_mask``, (T, T) or (B * heads, T, T), added to the logits."""
     attn = layer.self_attn
     h = layer.norm1(x) if layer.norm_first else x
     d, heads = attn.embed_dim, attn.num_heads
@@ -239,7 +242,10 @@ def attention_weights(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> tor
     k = nn.functional.linear(h, w[d:2 * d], None if b is None else b[d:2 * d])
     q = q.unflatten(-1, (heads, d // heads)).transpose(1, 2)  # (B, nh, T, hs)
     k = k.unflatten(-1, (heads, d // heads)).transpose(1, 2)
-    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // heads), dim=-1)  # (B, nh, T, T)
+    logits = q @ k.transpose(-2, -1) / math.sqrt(d // heads)  # (B, nh, T, T)
+    if mask is not None:
+        logits = logits + (mask if mask.dim() == 2 else mask.view(x.shape[0], heads, *mask.shape[-2:]))
+    return torch.softmax(logits, dim=-1)
 
 
 def mean_attention_distance_of(weights: torch.Tensor, patch: float = 1.0) -> float:
@@ -260,7 +266,11 @@ def mean_attention_distance(model: nn.Module, inputs: torch.Tensor) -> dict[str,
     """
     layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.TransformerEncoderLayer)}
     seen: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: seen.__setitem__(n, attention_weights(mod, args[0])))
+
+    def hook(mod: nn.Module, args: tuple, kwargs: dict, n: str) -> None:
+        seen[n] = attention_weights(mod, args[0], kwargs.get("src_mask", args[1] if len(args) > 1 else None))
+
+    hooks = [m.register_forward_pre_hook(lambda mod, args, kw, n=n: hook(mod, args, kw, n), with_kwargs=True)
              for n, m in layers.items()]
     was_training = model.training
     model.eval()

@@ -39,6 +39,7 @@ from torch.utils._pytree import tree_flatten
 from fcnprobe.measure.outputs import find_module, first_tensor, preserved_mode, select_output
 from fcnprobe.measure.trf_ops import Global, Opaque, Unknown, axes, plain
 from fcnprobe.measure.trf_rules import CONSTANT, RULES, Call
+from fcnprobe.utils import no_mha_fast_path
 
 __all__ = ["GraphRF", "ReceptiveField", "graph_receptive_field", "input_shape", "model_in_channels"]
 
@@ -197,13 +198,10 @@ def _trace(model: nn.Module, shape: tuple, device: torch.device) -> tuple[_Trace
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
-    prev = torch.backends.mha.get_fastpath_enabled()
     try:
-        torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad(), tracer:
+        with no_mha_fast_path(), torch.no_grad(), tracer:
             out = model(x)
     finally:
-        torch.backends.mha.set_fastpath_enabled(prev)
         for h in handles:
             h.remove()
     return tracer, out, seen

@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from fcnprobe.measure.outputs import probe_tensor
 from fcnprobe.measure.trf_graph import input_shape, model_in_channels
+from fcnprobe.utils import no_mha_fast_path
 
 __all__ = ["NumericRF", "linearised_copy", "numeric_receptive_field"]
 
@@ -113,15 +114,10 @@ def numeric_receptive_field(model: nn.Module, input_size: "int | Sequence[int]",
     shape = input_shape(input_size, model_in_channels(model))
     gen = torch.Generator().manual_seed(seed)
     x = (0.5 + torch.rand(shape, generator=gen, dtype=torch.float64)).requires_grad_(True)  # positive
-    prev = torch.backends.mha.get_fastpath_enabled()
-    try:  # the fused path reads LayerNorm attributes the copy no longer has
-        torch.backends.mha.set_fastpath_enabled(False)
-        with torch.enable_grad():
-            y = probe_tensor(lin, x, output, layer)  # (B, K, *spatial) or (B, N, K) tokens: centre by index
-            centre = y[(slice(None), slice(None), *(s // 2 for s in y.shape[2:]))] if y.dim() >= 3 else y
-            (g,) = torch.autograd.grad(centre.sum(), x)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(prev)
+    with no_mha_fast_path(), torch.enable_grad():  # the fused path reads LayerNorm attributes the copy lacks
+        y = probe_tensor(lin, x, output, layer)  # (B, K, *spatial) or (B, N, K) tokens: centre by index
+        centre = y[(slice(None), slice(None), *(s // 2 for s in y.shape[2:]))] if y.dim() >= 3 else y
+        (g,) = torch.autograd.grad(centre.sum(), x)
     support = g.abs().sum((0, 1)).numpy()  # (H, W)
     box = _box(support)
     clipped = any(lo == 0 or hi == n - 1 for (lo, hi), n in zip(box, support.shape))

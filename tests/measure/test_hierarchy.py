@@ -110,6 +110,8 @@ def _attention_model(score_scale: float) -> nn.Module:
                 layer.self_attn.in_proj_weight[: 2 * d].zero_()  # zero scores: uniform attention
                 layer.self_attn.in_proj_bias.zero_()
                 layer.norm1.weight.fill_(score_scale)
+    with torch.no_grad():
+        model.trunk.rel_bias.table.zero_()  # no relative-position bias either
     return model
 
 
@@ -120,6 +122,16 @@ def test_uniform_attention_distance_is_the_mean_grid_distance():
     patch = 32 / 8  # 8 x 8 tokens at 32 px
     for value in mad.values():
         assert value == pytest.approx(patch * _mean_grid_distance(8), rel=1e-5)
+
+
+def test_attention_distance_sees_the_relative_position_bias():
+    model = _attention_model(1.0)
+    with torch.no_grad():
+        model.trunk.rel_bias.table.normal_()
+    mad = mean_attention_distance(model, torch.randn(2, 3, 32, 32))
+    want = mean_attention_distance_of(torch.softmax(model.trunk.rel_bias(8, 8), -1).detach().double(), patch=4.0)
+    assert all(v == pytest.approx(want, rel=1e-5) for v in mad.values())
+    assert want != pytest.approx(4.0 * _mean_grid_distance(8), rel=1e-2)
 
 
 def test_attention_distance_of_planted_maps():

@@ -133,4 +133,5 @@ def test_attention_closed_form(width, size, name):
     trunk = fcnprobe.create_model(name, head="vector:2", width=width, image_size=size).trunk
     layers = len(trunk.encoder.layers)
     grid = size // trunk.patch
-    assert _n(trunk) == fixed_params(3, width, trunk.patch, grid) + layers * layer_params(width)
+    heads = trunk.encoder.layers[0].self_attn.num_heads
+    assert _n(trunk) == fixed_params(3, width, trunk.patch, grid, heads) + layers * layer_params(width)
