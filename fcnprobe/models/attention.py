@@ -50,6 +50,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fcnprobe.models.cnn_fc import fcn_params, sizing_specs
 from fcnprobe.models.base import DEFAULT_DEPTH, DEFAULT_WIDTH, register_model, wrap
@@ -177,7 +178,9 @@ class ViTTrunk(nn.Module):
         b, d, h, w = f.shape
         t = (f + self.positions(h, w)).flatten(2).transpose(1, 2)  # (B, h*w, D)
         mask = attention_mask(self.rel_bias(h, w), b)
-        with no_mha_fast_path():  # the fused inference path returned NaN with this mask
+        # the fused inference path returned NaN with this mask; the math kernel is the one that gives the
+        # mask (the bias) its gradient, which torch picks anyway outside vmap (bit-identical there)
+        with no_mha_fast_path(), sdpa_kernel(SDPBackend.MATH):
             t = self.norm(self.encoder(t, mask=mask, is_causal=False))
         return t.transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w)
 
