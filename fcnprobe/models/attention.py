@@ -21,10 +21,13 @@ chance-loss plateau at shift d = 3 within the standard preset's 500-step budget
 zero-initialised bias did the same. The peak was chosen on seed 7, which no
 committed run scores (standard cells, lr 1e-2, one thread; shift d = 3 / global_cue
 accuracy): 0 -> 0.25 / 1.00, 3 -> 0.996 / 0.998, 5 -> 0.9995 / 1.00, 8 -> 1.00 /
-1.00. 5 (the first value tried) is kept: 3, 5 and 8 all reach >= 0.996 on both. The learning rate is then chosen by the same grid as every
-family (``reports/lr``). Its price: a training step costs ~1.6x as much on one CPU
-thread (256 tokens, width 16), since a mask that needs a gradient runs the math
-attention kernel, which materialises the attention map, not the flash kernel.
+1.00. 5 (the first value tried) is kept: 3, 5 and 8 all reach >= 0.996 on both.
+The learning rate is then chosen by the same grid as every family
+(``reports/lr``). Its price: the encoder runs the math attention kernel, which
+materialises the attention map (the flash kernel cannot give the mask a
+gradient): a training step costs ~1.6x as much on one CPU thread (256 tokens,
+width 16), and ``attention_fullres`` (1,024 tokens at 32 px) needs ~4 MB of
+attention map per image and layer at evaluation.
 
 Heads:
 
@@ -125,7 +128,7 @@ class RelativeBias(nn.Module):
                  sigma: float = LOCAL_BIAS_SIGMA) -> None:
         super().__init__()
         r = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        bump = peak * torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))  # (2g-1, 2g-1)
+        bump = peak * torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))  # (2R+1, 2R+1)
         self.table = nn.Parameter(bump.expand(heads, -1, -1).clone())
         self.radius = radius
 
