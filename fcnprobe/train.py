@@ -39,6 +39,7 @@ from fcnprobe.errors import CellError
 from fcnprobe.tasks.base import Batch
 
 DEFAULT_LR = 2e-3  # for families that do not set one
+EVAL_CHUNK = 16  # images per evaluation forward (``predict``); see ``forward_chunks``
 WARMUP_FRAC = 0.05  # of the steps; attention is unstable without a warm-up
 WEIGHT_DECAY = 0.01  # mild; the tasks are infinite streams, overfitting is not the risk
 
@@ -187,9 +188,11 @@ class Run:
 
     @torch.no_grad()
     def validate(self) -> float:
+        """The validation batch's loss, forwarded a training batch at a time (``forward_chunks``)."""
         self.model.eval()
         with autocast(self.options, self.gen.device.type):
-            loss = self.loss_fn(self.model(to_engine(self.val.inputs, self.options)), self.val).item()
+            out = forward_chunks(self.model, to_engine(self.val.inputs, self.options), self.budget.batch_size)
+            loss = self.loss_fn(out, self.val).item()
         self.model.train()
         return loss
 
@@ -234,11 +237,26 @@ def train(model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget
     return run.finish(time.perf_counter() - start)
 
 
+def forward_chunks(model: nn.Module, inputs: torch.Tensor, chunk: int) -> Any:
+    """``model(inputs)``, computed ``chunk`` images at a time and concatenated (one forward when the
+    model returns something other than a tensor).
+
+    Why: a 256-image evaluation forward ran up to 2.8x slower per image than 16 at a time on one
+    CPU thread (attention's 256-token maps leave the cache; the conv families 1.2-1.8x), and
+    validation is part of training time. The zoo's outputs are bit-identical across chunk sizes
+    (measured at 8-256); resnet18_fcn's differ by up to 2e-7.
+    """
+    first = model(inputs[:chunk])
+    if not isinstance(first, torch.Tensor) or len(inputs) <= chunk:
+        return first if len(inputs) <= chunk else model(inputs)
+    return torch.cat([first] + [model(inputs[i:i + chunk]) for i in range(chunk, len(inputs), chunk)])
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, inputs: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def predict(model: nn.Module, inputs: torch.Tensor, chunk: int = EVAL_CHUNK) -> torch.Tensor:
     """Eval-mode outputs for ``inputs`` in chunks; raises CellError on NaN output."""
     model.eval()
-    out = torch.cat([model(inputs[i:i + chunk]) for i in range(0, len(inputs), chunk)])
+    out = forward_chunks(model, inputs, chunk)
     if not torch.isfinite(out).all():
         raise CellError("model output contains NaN or inf")
     return out

@@ -151,3 +151,24 @@ def test_a_plateau_at_the_last_step_is_the_budget():
     eager = StopRule(eval_every=5, window_frac=0.1, min_frac=1.0, rel_tol=1e9, val_samples=8)  # plateau at step 20
     res = _train(TrainBudget(20, 4, log_every=5, stop=eager))
     assert res.stopped_at_step == 20 and res.stop_reason == "budget" and res.val_steps[-1] == 20
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 64])
+def test_forward_chunks_concatenates_the_same_outputs(chunk):
+    from fcnprobe.train import forward_chunks
+
+    torch.manual_seed(0)
+    net = create_model("fcn", head="dense:3", width=8, depth=3, image_size=16).eval()
+    x = torch.randn(37, 3, 16, 16)
+    with torch.no_grad():
+        got, want = forward_chunks(net, x, chunk), net(x)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+
+
+def test_forward_chunks_passes_a_non_tensor_output_through_whole():
+    from fcnprobe.train import forward_chunks
+
+    calls = []
+    model = lambda x: calls.append(len(x)) or {"y": x.sum(1)}
+    assert forward_chunks(model, torch.ones(10, 2), 4)["y"].shape == (10,)
+    assert calls == [4, 10]  # the first chunk showed a dict: the whole batch in one forward

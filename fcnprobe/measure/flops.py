@@ -1,11 +1,9 @@
 """FLOP counting with one stated convention, on any ``nn.Module`` (real or meta device).
 
-Convention (fvcore's and torchvision's published ``_ops``): ``macs`` counts the
-multiply-accumulates of conv (incl. transposed), linear / mm / addmm / bmm /
-baddbmm / matmul / einsum and attention (SDPA: B*h*L*S*(E+Ev), its two
-matmuls; a causal mask is ignored) and nothing else; **one MAC = 2 FLOPs**
-(``flops``). Every other arithmetic op goes to ``other_flops``, in FLOPs, with
-these per-element costs (``OTHER_FORMULAS``):
+Convention (fvcore's and torchvision's published ``_ops``): ``macs`` counts the multiply-accumulates
+of conv (incl. transposed), linear / mm / addmm / bmm / baddbmm / matmul / einsum and attention (SDPA:
+B*h*L*S*(E+Ev), its two matmuls; a causal mask is ignored) and nothing else; **one MAC = 2 FLOPs**
+(``flops``). Every other arithmetic op goes to ``other_flops``, in FLOPs, with these per-element costs:
 
 * elementwise ops (activations incl. hardswish / hardsigmoid, residual adds,
   the squeeze-excite multiply, divisions): 1 per output element; softmax 3;
@@ -16,12 +14,11 @@ these per-element costs (``OTHER_FORMULAS``):
 * resampling: 2 per interpolation tap per output element (one multiply-add;
   nearest copies, 0); grid sampling 8 per output element.
 
-The counter is ``torch.utils.flop_counter.FlopCounterMode`` with two additions (``TORCH_FORMULAS``):
-``aten._scaled_dot_product_flash_attention_for_cpu`` (which it misses) and the ``other_flops`` formulas.
-It runs unchanged on the meta device (shapes only, no compute, no memory), so a count taken there
-(``path="meta"``, above ``meta_above_macs``) has the same convention. On the real path fvcore
-cross-checks ``macs`` (its MAC handles plus ``FVCORE_HANDLES``: SDPA, which fvcore counts as 0; norms
-and resampling off); ``agree`` is True when both give the same MACs.
+The counter is ``torch.utils.flop_counter.FlopCounterMode`` plus ``TORCH_FORMULAS`` (CPU flash attention,
+which it misses, and the ``other_flops`` formulas). It runs unchanged on the meta device (shapes only), so
+a count there (``path="meta"``, above ``meta_above_macs``) has the same convention. On the real path
+fvcore cross-checks ``macs`` (its MAC handles plus ``FVCORE_HANDLES``: SDPA, which fvcore counts as 0,
+and ``baddbmm``, which it skips; norms, resampling off); ``agree``: both give the same MACs.
 
 * ``nn.MultiheadAttention`` / ``TransformerEncoderLayer`` in eval mode under
   ``no_grad`` take a fused fast path that no counter sees; counting runs with
@@ -29,8 +26,7 @@ and resampling off); ``agree`` is True when both give the same MACs.
 * Ops fvcore leaves uncounted must be on ``ALLOWLIST`` (with the reason) or
   are reported in ``FlopCount.unsupported``.
 
-References: fvcore ``FlopCountAnalysis`` (flop_count.py, jit_handles.py);
-torch ``torch/utils/flop_counter.py``; torchvision's model ``_ops`` metadata.
+References: fvcore ``FlopCountAnalysis`` (flop_count.py, jit_handles.py); torch ``torch/utils/flop_counter.py``.
 
 Example::
 
@@ -120,7 +116,14 @@ def _fv_sdpa(inputs: list, outputs: list) -> int:
     return sdpa_macs(*(get_shape(v) for v in inputs[:3]))
 
 
-FVCORE_HANDLES = {f"aten::{op}": _fv_sdpa for op in _SDPA_OPS}
+def _fv_baddbmm(inputs: list, outputs: list) -> int:
+    """fvcore handle for ``baddbmm(c, a, b)`` (fvcore leaves it out): B*N*M*P (attention's training path)."""
+    from fvcore.nn.jit_handles import get_shape
+
+    return math.prod(get_shape(inputs[1])) * get_shape(inputs[2])[-1]
+
+
+FVCORE_HANDLES = {**{f"aten::{op}": _fv_sdpa for op in _SDPA_OPS}, "aten::baddbmm": _fv_baddbmm}
 
 
 # ---- FlopCounterMode formulas: args arrive as shapes (shape_wrapper); return FLOPs

@@ -23,11 +23,13 @@ committed run scores (standard cells, lr 1e-2, one thread; shift d = 3 / global_
 accuracy): 0 -> 0.25 / 1.00, 3 -> 0.996 / 0.998, 5 -> 0.9995 / 1.00, 8 -> 1.00 /
 1.00. 5 (the first value tried) is kept: 3, 5 and 8 all reach >= 0.996 on both.
 The learning rate is then chosen by the same grid as every family
-(``reports/lr``). Its price: the encoder runs the math attention kernel, which
-materialises the attention map (the flash kernel cannot give the mask a
-gradient): a training step costs ~1.6x as much on one CPU thread (256 tokens,
-width 16), and ``attention_fullres`` (1,024 tokens at 32 px) needs ~4 MB of
-attention map per image and layer at evaluation.
+(``reports/lr``). Its price: attention cannot run the flash kernel, which
+cannot give the mask a gradient, so the attention map is materialised. Training
+takes ``nn.MultiheadAttention``'s explicit-weights path (``EncoderLayer``),
+evaluation the math kernel; a training step at 256 tokens (width 16, one CPU
+thread) cost ~1.6x the flash kernel's with the math kernel, and the explicit
+path is ~1.2x faster than the math kernel. ``attention_fullres`` (1,024 tokens
+at 32 px) needs ~4 MB of attention map per image and layer.
 
 Heads:
 
@@ -148,6 +150,26 @@ def attention_mask(bias: torch.Tensor, batch: int) -> torch.Tensor:
     return bias[0] if bias.shape[0] == 1 else bias.repeat(batch, 1, 1)
 
 
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` whose training forward asks ``nn.MultiheadAttention`` for its
+    weights, which sends it down ``F.multi_head_attention_forward``'s explicit path (``baddbmm`` with
+    the bias, softmax, ``bmm``) instead of the math SDPA kernel; evaluation keeps the SDPA path.
+
+    Same parameters and the same arithmetic up to rounding (outputs within 1e-7, checked in
+    ``tests/models/test_attention.py``); faster because the math kernel runs a "safe" softmax
+    (``isneginf``/``all``/``where`` over the whole map, ~20% of the attention op on one CPU thread)
+    and adds the mask in a separate pass. The weights it returns are dropped.
+    """
+
+    def _sa_block(self, x: torch.Tensor, attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
+                  is_causal: bool = False) -> torch.Tensor:
+        if not self.training:
+            return super()._sa_block(x, attn_mask, key_padding_mask, is_causal=is_causal)
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=True,
+                           average_attn_weights=False, is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+
 class ViTTrunk(nn.Module):
     """Returns the token map (B, D, h, w) after ``layers`` encoder layers and a final LayerNorm.
 
@@ -166,7 +188,7 @@ class ViTTrunk(nn.Module):
         self.pos_w = nn.Parameter(torch.randn(1, width, 1, grid) * 0.02)
         heads = heads or attention_heads(width)
         self.rel_bias = RelativeBias(heads)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        layer = EncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out_channels = width
@@ -185,8 +207,8 @@ class ViTTrunk(nn.Module):
         b, d, h, w = f.shape
         t = (f + self.positions(h, w)).flatten(2).transpose(1, 2)  # (B, h*w, D)
         mask = attention_mask(self.rel_bias(h, w), b)
-        # the fused inference path returned NaN with this mask; the math kernel is the one that gives the
-        # mask (the bias) its gradient, which torch picks anyway outside vmap (bit-identical there)
+        # the fused inference path returned NaN with this mask; in evaluation the math kernel is the one
+        # torch picks anyway outside vmap (training takes EncoderLayer's explicit path)
         with no_mha_fast_path(), sdpa_kernel(SDPBackend.MATH):
             t = self.norm(self.encoder(t, mask=mask, is_causal=False))
         return t.transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w)

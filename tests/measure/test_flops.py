@@ -78,6 +78,19 @@ def test_attention_block_closed_form_in_every_mode(mode):
     assert grad_after == (mode in ("eval_grad", "train"))  # the caller's mode is back
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_biased_encoder_layer_closed_form_in_both_paths(train):
+    """attention's EncoderLayer: baddbmm in training (fvcore needs FVCORE_HANDLES), SDPA in evaluation."""
+    from fcnprobe.models.attention import EncoderLayer
+
+    b, length, d, heads, ff = 2, 20, 32, 4, 64
+    layer = EncoderLayer(d, heads, ff, dropout=0.0, batch_first=True, norm_first=True).train(train)
+    mask = torch.randn(b * heads, length, length)
+    c = count_flops(layer, (torch.randn(b, length, d), mask))
+    assert ("baddbmm" in c.by_operator) == train
+    assert c.macs == _attention_block_macs(b, length, d, heads, ff)[0] and c.agree and c.unsupported == ()
+
+
 def test_multihead_attention_eval_no_grad():
     b, length, src, d, heads = 2, 9, 13, 16, 2
     mha = nn.MultiheadAttention(d, heads, batch_first=True).eval()

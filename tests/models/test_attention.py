@@ -82,3 +82,42 @@ def test_bias_parameters_are_counted_in_parity():
     heads = net.trunk.encoder.layers[0].self_attn.num_heads
     assert net.trunk.rel_bias.table.numel() == heads * (2 * LOCAL_BIAS_RADIUS + 1) ** 2
     assert math.isfinite(float(net.trunk.rel_bias.table.sum()))
+
+
+def _trained_step(layer_cls, x, mask):
+    """One training forward and backward of a two-layer encoder built from ``layer_cls``: output and grads."""
+    torch.manual_seed(3)
+    layer = layer_cls(8, 2, 16, dropout=0.0, batch_first=True, norm_first=True)
+    enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).double().train()
+    mask = mask.clone().requires_grad_()
+    out = enc(x, mask=mask)
+    out.square().sum().backward()
+    return out.detach(), mask.grad, [p.grad for p in enc.parameters()]
+
+
+def test_training_path_matches_the_sdpa_layer_and_gives_the_bias_its_gradient():
+    from fcnprobe.models.attention import EncoderLayer
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 9, 8, dtype=torch.float64)
+    mask = attention_mask(RelativeBias(2, 2)(3, 3).detach().double(), 3)
+    out, dmask, grads = _trained_step(EncoderLayer, x, mask)
+    want, want_dmask, want_grads = _trained_step(torch.nn.TransformerEncoderLayer, x, mask)
+    assert torch.allclose(out, want, atol=1e-12)
+    assert dmask.abs().max() > 0 and torch.allclose(dmask, want_dmask, atol=1e-12)
+    assert all(torch.allclose(g, w, atol=1e-12) for g, w in zip(grads, want_grads))
+
+
+def test_training_takes_the_explicit_path_and_evaluation_the_sdpa_kernel(monkeypatch):
+    from torch.nn import functional as F
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    net = fcnprobe.create_model("attention", head="dense:4", width=16, image_size=16)
+    x = torch.randn(2, 3, 16, 16)
+    net.train()(x).sum().backward()
+    assert calls == []  # no "safe softmax" pass over the map in training
+    with torch.no_grad():
+        net.eval()(x)
+    assert len(calls) == len(net.trunk.encoder.layers)
