@@ -7,7 +7,8 @@ The learning rate is set once per family (``lr`` in the model registry's
 metadata), never per task, so no model gets a task-specific advantage.
 
 Engine options (``EngineOptions``) are speed-ups that leave the arithmetic the
-same: channels-last activations for convolutions and the fused AdamW kernel.
+same up to rounding: channels-last activations for convolutions, the fused AdamW
+kernel, and the attention family's explicit attention path (``explicit_attention``).
 Each was kept because it measured faster on one CPU thread
 (``benchmarks/test_bench_train.py``); ``engine_options()`` is the dict to store
 in a run's manifest. ``bf16_autocast`` (forward and loss under
@@ -64,11 +65,13 @@ class EngineOptions:
     channels_last: bool = True  # NHWC activations: oneDNN convs; 1.17-1.52x per family with fused AdamW
     fused_adamw: bool = True  # one kernel per step instead of ~10 ops per parameter: ~1.0-1.1x
     compile: bool = False  # 1.05-1.12x per step, but 40-140 s to compile per family and process on CPU
+    explicit_attention: bool = True  # attention trains on MHA's explicit path, not the math SDPA kernel: ~1.2x
     bf16_autocast: bool = False  # not kept: changes the arithmetic, and the gain differs by family (see below)
 
 
 ENGINE = EngineOptions()
-PLAIN = EngineOptions(channels_last=False, fused_adamw=False, compile=False)  # the baseline they are timed against
+PLAIN = EngineOptions(channels_last=False, fused_adamw=False, compile=False,
+                      explicit_attention=False)  # the baseline they are timed against
 _IN_FORCE = [ENGINE]  # a stack: ``use_engine`` pushes, its exit pops
 
 
@@ -127,6 +130,14 @@ def make_adamw(params: Any, lr: float, options: EngineOptions | None = None) -> 
     return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=options.fused_adamw or None)
 
 
+def attention_path(model: nn.Module, explicit: bool) -> None:
+    """Set the training path of the model's attention layers that offer two
+    (``explicit_weights``: ``fcnprobe.models.attention.EncoderLayer``)."""
+    for m in model.modules():
+        if hasattr(m, "explicit_weights"):
+            m.explicit_weights = explicit
+
+
 def to_engine(x: torch.Tensor, options: EngineOptions | None = None) -> torch.Tensor:
     """Inputs in the engine's memory format (NCHW -> channels-last when on)."""
     options = options or active_engine()
@@ -146,6 +157,7 @@ class Run:
         options = options or active_engine()
         fmt = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=fmt).train()
+        attention_path(self.model, options.explicit_attention)
         self.sample, self.loss_fn, self.budget, self.options = sample, loss_fn, budget, options
         self.forward = torch.compile(model) if options.compile else model  # compiles on the first step
         self.opt = make_adamw(model.parameters(), lr, options)

@@ -151,19 +151,22 @@ def attention_mask(bias: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 class EncoderLayer(nn.TransformerEncoderLayer):
-    """``nn.TransformerEncoderLayer`` whose training forward asks ``nn.MultiheadAttention`` for its
-    weights, which sends it down ``F.multi_head_attention_forward``'s explicit path (``baddbmm`` with
-    the bias, softmax, ``bmm``) instead of the math SDPA kernel; evaluation keeps the SDPA path.
+    """``nn.TransformerEncoderLayer`` whose training forward (when ``explicit_weights``, the default;
+    the training engine sets it from ``EngineOptions.explicit_attention``) asks ``nn.MultiheadAttention``
+    for its weights, which sends it down ``F.multi_head_attention_forward``'s explicit path (``baddbmm``
+    with the bias, softmax, ``bmm``) instead of the math SDPA kernel; evaluation keeps the SDPA path.
 
-    Same parameters and the same arithmetic up to rounding (outputs within 1e-7, checked in
+    Same parameters and the same arithmetic up to rounding (outputs and gradients equal in float64,
     ``tests/models/test_attention.py``); faster because the math kernel runs a "safe" softmax
     (``isneginf``/``all``/``where`` over the whole map, ~20% of the attention op on one CPU thread)
     and adds the mask in a separate pass. The weights it returns are dropped.
     """
 
+    explicit_weights = True
+
     def _sa_block(self, x: torch.Tensor, attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
                   is_causal: bool = False) -> torch.Tensor:
-        if not self.training:
+        if not (self.training and self.explicit_weights):
             return super()._sa_block(x, attn_mask, key_padding_mask, is_causal=is_causal)
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=True,
                            average_attn_weights=False, is_causal=is_causal)[0]
@@ -207,8 +210,8 @@ class ViTTrunk(nn.Module):
         b, d, h, w = f.shape
         t = (f + self.positions(h, w)).flatten(2).transpose(1, 2)  # (B, h*w, D)
         mask = attention_mask(self.rel_bias(h, w), b)
-        # the fused inference path returned NaN with this mask; in evaluation the math kernel is the one
-        # torch picks anyway outside vmap (training takes EncoderLayer's explicit path)
+        # the fused inference path returned NaN with this mask; the math kernel, not flash (<= 1e-6 apart at
+        # evaluation), because vmap needs it (training takes EncoderLayer's explicit path when the engine asks)
         with no_mha_fast_path(), sdpa_kernel(SDPBackend.MATH):
             t = self.norm(self.encoder(t, mask=mask, is_causal=False))
         return t.transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w)

@@ -121,3 +121,22 @@ def test_training_takes_the_explicit_path_and_evaluation_the_sdpa_kernel(monkeyp
     with torch.no_grad():
         net.eval()(x)
     assert len(calls) == len(net.trunk.encoder.layers)
+
+
+def test_the_engine_chooses_the_training_path(monkeypatch):
+    from torch.nn import functional as F
+
+    from fcnprobe.tasks import create_task
+    from fcnprobe.train import ENGINE, PLAIN, Run, TrainBudget
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    task = create_task("global_cue", image_size=16)
+    for options, want in ((ENGINE, 0), (PLAIN, 1)):
+        net = fcnprobe.create_model("attention", head=task.head, width=16, image_size=16)
+        calls.clear()
+        Run(net, task.sample, lambda y, b: F.cross_entropy(y, b.targets),
+            TrainBudget(2, 4), 1e-3, "cpu", 0, options).advance()
+        assert all(layer.explicit_weights == options.explicit_attention for layer in net.trunk.encoder.layers)
+        assert len(calls) == want * len(net.trunk.encoder.layers)
