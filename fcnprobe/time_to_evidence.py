@@ -7,9 +7,9 @@ The two arms of every sampled cell, run back to back in the same worker process
 the machine's load falls on both alike:
 
 * **as configured** -- the engine options in force (``fcnprobe.train.ENGINE``:
-  channels-last, fused AdamW) and the preset's early-stop rule;
-* **plain** -- ``train.PLAIN`` (NCHW, the for-each-parameter AdamW, no compile) and
-  every step of the budget (``early_stop`` off).
+  channels-last, fused AdamW, attention's explicit path) and the preset's early-stop rule;
+* **plain** -- ``train.PLAIN`` (NCHW, the for-each-parameter AdamW, the math SDPA
+  attention kernel, no compile) and every step of the budget (``early_stop`` off).
 
 Cells: every cell of the preset's training probes (``TRAINING_PROBES``) that trains
 (task not ``none``), grouped into strata by (probe, model); ``per_stratum`` cells are
