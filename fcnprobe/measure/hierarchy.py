@@ -71,7 +71,7 @@ def block_names(model: nn.Module) -> list[str]:
     chosen: list[str] = []
     for name, mod in _trunk(model).named_modules():
         inside = any(name.startswith(c + ".") for c in chosen)
-        if name and not inside and type(mod).__name__ in _BLOCK_TYPES:
+        if name and not inside and (isinstance(mod, nn.TransformerEncoderLayer) or type(mod).__name__ in _BLOCK_TYPES):
             chosen.append(name)
     if not chosen:
         chosen = [n for n, m in _trunk(model).named_modules() if isinstance(m, nn.Conv2d)]

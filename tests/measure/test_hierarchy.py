@@ -79,6 +79,13 @@ def test_abstraction_depth_closed_cases():
     assert abstraction_depth([0.0, -0.1]) is None
 
 
+def test_attention_blocks_are_its_encoder_layers_subclass_or_not():
+    model = create_model("attention", head="vector:2", width=8, depth=4)
+    layers = [f"trunk.encoder.layers.{i}" for i in range(len(model.trunk.encoder.layers))]
+    assert [n for n in block_names(model) if n.startswith("trunk.encoder")] == layers
+    assert not any(n.startswith(tuple(f"{x}." for x in layers)) for n in block_names(model))
+
+
 @pytest.mark.parametrize("name", ["fcn", "cnn_fc", "attention", "fcn_gap", "nonlocal"])
 def test_default_blocks_on_registry_models(name):
     model = create_model(name, head="vector:2", width=8, depth=4).train()
