@@ -250,8 +250,8 @@ def train(model: nn.Module, sample: Sample, loss_fn: LossFn, budget: TrainBudget
 
 
 def forward_chunks(model: nn.Module, inputs: torch.Tensor, chunk: int) -> Any:
-    """``model(inputs)``, computed ``chunk`` images at a time and concatenated (one forward when the
-    model returns something other than a tensor).
+    """``model(inputs)``, computed ``chunk`` images at a time and concatenated (when the first chunk's
+    output is not a tensor, the whole batch is forwarded again in one call).
 
     Why: a 256-image evaluation forward ran up to 2.8x slower per image than 16 at a time on one
     CPU thread (attention's 256-token maps leave the cache; the conv families 1.2-1.8x), and
